@@ -1,0 +1,45 @@
+"""coreprune: data-independent coreset pruning of PyTorch networks (Tukan, Mualem, Maalouf,
+NeurIPS 2022) via the Löwner ellipsoid and Carathéodory's theorem.
+
+    >>> import coreprune
+    >>> small = coreprune.prune(model, method="coreset", params_removed=0.9, seed=0)
+    >>> coreprune.save(small, "small.pt"); coreprune.load("small.pt")
+"""
+
+from .errors import (
+    BudgetError,
+    CheckpointError,
+    CorepruneError,
+    DataFileError,
+    GeometryError,
+    InvalidArgumentError,
+    InvalidWeightsError,
+    OutputExistsError,
+    UnsupportedModelError,
+)
+from .importance import get_method, methods, register_method
+from .io import load, save
+from .pruning import Pruner, PruneReport, prune
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetError",
+    "CheckpointError",
+    "CorepruneError",
+    "DataFileError",
+    "GeometryError",
+    "InvalidArgumentError",
+    "InvalidWeightsError",
+    "OutputExistsError",
+    "PruneReport",
+    "Pruner",
+    "UnsupportedModelError",
+    "__version__",
+    "get_method",
+    "load",
+    "methods",
+    "prune",
+    "register_method",
+    "save",
+]

@@ -1,0 +1,278 @@
+"""Command line: ``coreprune {demo,train,prune,eval,methods}`` (also ``python -m coreprune``).
+
+The CLI parses and calls; every error coreprune raises on purpose is printed on one line and
+the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from . import io
+from .data import DATASETS, load_dataset
+from .errors import CorepruneError, DataFileError, InvalidArgumentError
+from .experiment import prune_and_evaluate
+from .importance import method_description, methods
+from .metrics import count_flops, count_params, measure_latency
+from .models import MODELS, build_model
+from .train import evaluate, train
+
+__all__ = ["main", "build_parser"]
+
+
+def _out_path(value: str | None, overwrite: bool) -> Path | None:
+    if value is None:
+        return None
+    p = Path(value)
+    if p.exists() and not overwrite:
+        raise InvalidArgumentError(f"{p} exists; choose a new path or pass --overwrite")
+    return p
+
+
+def _data(name: str, root: str | None, fallback: bool = False):
+    tr, te = load_dataset(name, root, fallback=fallback)
+    return tr, te
+
+
+def _model_for(name: str, split) -> torch.nn.Module:
+    c, h = int(split.x.shape[1]), int(split.x.shape[2])
+    if name == "lenet300":
+        return build_model(name, in_channels=c, image_size=h)
+    return build_model(name, in_channels=c)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _summary_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = [("", "unpruned", "pruned", "change")]
+    for key, fmt in (("params", "{:,.0f}"), ("flops", "{:,.0f}"), ("latency_ms", "{:.3f}"),
+                     ("accuracy", "{:.2f}"), ("accuracy_finetuned", "{:.2f}")):
+        if key in after:
+            b = before.get(key, before.get("accuracy"))
+            a = after[key]
+            ch = f"{(a / b - 1) * 100:+.1f}%" if key in ("params", "flops", "latency_ms") \
+                else f"{a - b:+.2f}"
+            rows.append((key, fmt.format(b), fmt.format(a), ch))
+    return rows
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _out_path(args.out, args.overwrite)
+    tr, te = _data(args.dataset, args.data_root)
+    torch.manual_seed(args.seed)
+    model = _model_for(args.model, tr)
+    train(model, tr, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
+          batch_size=args.batch_size, seed=args.seed, device=args.device)
+    acc = evaluate(model, te, device=args.device)
+    meta = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs, "lr": args.lr,
+            "optimizer": args.optimizer, "seed": args.seed, "accuracy": acc}
+    if out is not None:
+        io.save(model.cpu(), out, meta, overwrite=args.overwrite)
+    result = {**meta, "params": count_params(model)}
+    print(json.dumps(result))
+    if args.json:
+        io.write_json(args.json, result, overwrite=args.overwrite)
+    return 0
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    given = [a for a in ("ratio", "flops_ratio", "keep_ratio", "layer_ratios")
+             if getattr(args, a) is not None]
+    if len(given) > 1:
+        raise InvalidArgumentError("give only one of --ratio, --flops-ratio, --keep-ratio, "
+                                   "--layer-ratios")
+    if args.flops_ratio is not None:
+        return {"flops_removed": args.flops_ratio}
+    if args.keep_ratio is not None:
+        return {"keep_ratio": args.keep_ratio}
+    if args.layer_ratios is not None:
+        p = Path(args.layer_ratios)
+        if not p.is_file():
+            raise DataFileError(f"layer ratio spec not found: {p}")
+        try:
+            spec = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise DataFileError(f"{p}: not YAML/JSON ({exc})") from None
+        if not isinstance(spec, dict):
+            raise DataFileError(f"{p}: expected a mapping of layer name to keep ratio")
+        return {"layer_ratios": {str(k): v for k, v in spec.items()}}
+    return {"params_removed": 0.9 if args.ratio is None else args.ratio}
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidArgumentError(f"--option takes KEY=VALUE, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    out = _out_path(args.out, args.overwrite)
+    model, meta = io.load_with_metadata(args.checkpoint)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None:
+        raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
+    tr, te = _data(dataset, args.data_root)
+    x = te.x[:2]
+    before = {"params": count_params(model), "flops": count_flops(model, x),
+              "latency_ms": measure_latency(model, te.x[:64])}
+    record, tuned, pruner = prune_and_evaluate(
+        model, args.method, _target(args), args.seed, tr, te, meta.get("model", "model"),
+        dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        example_inputs=x, device=args.device, prune_coupled=args.prune_coupled,
+        **_options(args.option))
+    tuned = tuned.cpu()
+    before["accuracy"] = record["acc_unpruned"]
+    after = {"params": count_params(tuned), "flops": count_flops(tuned, x),
+             "latency_ms": measure_latency(tuned, te.x[:64]), "accuracy": record["acc_pruned"],
+             "accuracy_finetuned": record["acc_finetuned"]}
+    _print_table(_summary_rows(before, after))
+    print()
+    _print_table([("layer", "units", "kept", "total sensitivity")] + [
+        (lr["name"], str(lr["units"]), str(lr["kept"]),
+         "-" if lr["total_sensitivity"] is None else f"{lr['total_sensitivity']:.1f}")
+        for lr in record["layers"]])
+    record.update({"before": before, "after": after, "checkpoint": str(args.checkpoint)})
+    if out is not None:
+        io.save(tuned, out, {**meta, "pruned": record}, overwrite=args.overwrite)
+        print(f"\npruned model written to {out}")
+    if args.json:
+        io.write_json(args.json, record, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    model, meta = io.load_with_metadata(args.checkpoint)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None:
+        raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
+    _, te = _data(dataset, args.data_root)
+    x = te.x[:2]
+    result = {"checkpoint": str(args.checkpoint), "dataset": dataset,
+              "params": count_params(model), "flops": count_flops(model, x),
+              "latency_ms": measure_latency(model, te.x[:64]),
+              "accuracy": evaluate(model, te, device=args.device)}
+    print(json.dumps(result))
+    if args.json:
+        io.write_json(args.json, result, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    for name in methods():
+        print(f"{name:16s} {method_description(name)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Main job: train LeNet-300-100, prune 90% of its parameters with the coreset, fine-tune."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tr, te = _data("fashion-mnist", args.data_root, fallback=True)
+    dataset = "fashion-mnist" if tr.x.shape[-1] == 28 else "digits"
+    torch.manual_seed(args.seed)
+    model = _model_for("lenet300", tr)
+    print(f"training LeNet-300-100 on {dataset} ({len(tr)} images, {args.epochs} epochs)")
+    train(model, tr, epochs=args.epochs, lr=1e-3, seed=args.seed)
+    acc0 = evaluate(model, te)
+    rows = [("method", "params removed", "acc unpruned", "acc pruned", "acc fine-tuned")]
+    for method in args.methods.split(","):
+        rec, _, _ = prune_and_evaluate(model, method, {"params_removed": args.ratio}, args.seed,
+                                       tr, te, "lenet300", dataset,
+                                       finetune_epochs=args.finetune_epochs, acc_unpruned=acc0)
+        rows.append((method, f"{rec['params_removed']:.1%}", f"{acc0:.2f}",
+                     f"{rec['acc_pruned']:.2f}", f"{rec['acc_finetuned']:.2f}"))
+    print()
+    _print_table(rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="coreprune", description=(
+        "Prune trained PyTorch networks with data-independent coresets."))
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-root", help="folder of the dataset files")
+        p.add_argument("--device", default=None, help="cpu or cuda (default: the model's)")
+        p.add_argument("--json", help="also write the results as JSON to this new file")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    p = sub.add_parser("demo", help="train LeNet-300-100 on Fashion-MNIST, prune 90%%, fine-tune")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--finetune-epochs", type=int, default=20)
+    p.add_argument("--ratio", type=float, default=0.9)
+    p.add_argument("--methods", default="coreset,mussay,l1,random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train a zoo model and save a checkpoint")
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet300")
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="checkpoint to write (a new path)")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prune", help="prune a checkpoint, evaluate, fine-tune, save")
+    p.add_argument("checkpoint")
+    p.add_argument("--method", default="coreset", help=f"one of {', '.join(methods())}")
+    p.add_argument("--ratio", type=float, help="fraction of parameters to remove (default 0.9)")
+    p.add_argument("--flops-ratio", type=float, help="fraction of FLOPs to remove")
+    p.add_argument("--keep-ratio", type=float, help="fraction of units every layer keeps")
+    p.add_argument("--layer-ratios", help="YAML/JSON file {layer name: keep ratio}")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option, e.g. --option projection=16")
+    p.add_argument("--prune-coupled", action="store_true",
+                   help="also prune channels coupled across residual additions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--finetune-epochs", type=int, default=20)
+    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--out", help="pruned checkpoint to write (a new path)")
+    common(p)
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("eval", help="parameters, FLOPs, latency and accuracy of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", choices=DATASETS)
+    common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("methods", help="list the registered importance methods")
+    p.set_defaults(func=cmd_methods)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CorepruneError as exc:
+        print(f"coreprune: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

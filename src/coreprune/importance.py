@@ -1,0 +1,278 @@
+"""Importance methods: given one layer's units as point sets and a budget k, choose the units
+to keep and the factor to fold into each one's outgoing weights.
+
+Every method is registered under a name, so benchmarks loop over :func:`methods` and users
+pick one by name (``prune(model, method="l1")``). Methods see plain arrays only
+(:class:`UnitSet`), never an ``nn.Module``; mapping modules to point sets is
+:mod:`coreprune.pruning`'s job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+from .geometry import peel_sensitivities, project_top_k, sample_distinct, top_k_subset
+
+__all__ = [
+    "UnitSet",
+    "Selection",
+    "ImportanceMethod",
+    "CoresetImportance",
+    "MussayImportance",
+    "NormImportance",
+    "RandomImportance",
+    "register_method",
+    "get_method",
+    "methods",
+    "method_description",
+]
+
+
+@dataclass(frozen=True)
+class UnitSet:
+    """A layer's n prunable units as point sets (METHOD §1).
+
+    Attributes:
+        incoming: (n, d) effective incoming weights p_i (BatchNorm folded in, bias appended).
+        outgoing: (n, D) outgoing weights v_i: every weight of every consumer reading unit i.
+        filters: (n, d0) the producer's raw weight rows (what norm baselines rank by).
+        name: the layer's module path, for messages and reports.
+    """
+
+    incoming: np.ndarray
+    outgoing: np.ndarray
+    filters: np.ndarray
+    name: str = ""
+
+    @property
+    def n(self) -> int:
+        return int(self.incoming.shape[0])
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which units to keep and how to fold.
+
+    Attributes:
+        indices: (k,) sorted indices of kept units.
+        weights: (k,) factor for each kept unit's outgoing weights (1.0: no reweighting).
+        scores: (n,) the importance (sensitivity bound, norm, ...) of every unit.
+        info: method-specific numbers for reports (total sensitivity, draws, rank, ...).
+    """
+
+    indices: np.ndarray
+    weights: np.ndarray
+    scores: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class ImportanceMethod(ABC):
+    """Base class: ``select(units, k, rng)`` returns a :class:`Selection` of k units."""
+
+    name: ClassVar[str] = ""
+    data_independent: ClassVar[bool] = True
+
+    @abstractmethod
+    def scores(self, units: UnitSet) -> np.ndarray:
+        """(n,) non-negative importance of each unit (larger: more important)."""
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        """Keep the k highest-scoring units, each with weight 1."""
+        s = self.scores(units)
+        sub = top_k_subset(s, k)
+        return Selection(sub.indices, sub.weights, s)
+
+    def config(self) -> dict[str, Any]:
+        """The settings that determine this method's output (recorded in metadata)."""
+        return {"method": self.name}
+
+
+_REGISTRY: dict[str, tuple[Callable[..., ImportanceMethod], str]] = {}
+
+
+def register_method(
+    name: str, description: str
+) -> Callable[[Callable[..., ImportanceMethod]], Callable[..., ImportanceMethod]]:
+    """Decorator registering a factory of :class:`ImportanceMethod` under ``name``."""
+
+    def deco(factory: Callable[..., ImportanceMethod]) -> Callable[..., ImportanceMethod]:
+        if name in _REGISTRY:
+            raise InvalidArgumentError(f"importance method {name!r} is registered already")
+        _REGISTRY[name] = (factory, description)
+        return factory
+
+    return deco
+
+
+def methods() -> list[str]:
+    """Names of every registered importance method."""
+    return sorted(_REGISTRY)
+
+
+def method_description(name: str) -> str:
+    """One-line description of a registered method."""
+    return _REGISTRY[name][1]
+
+
+def get_method(name: str | ImportanceMethod, **options: Any) -> ImportanceMethod:
+    """Instantiate the method registered as ``name`` with ``options``."""
+    if isinstance(name, ImportanceMethod):
+        if options:
+            raise InvalidArgumentError("options cannot be given with a method instance")
+        return name
+    if name not in _REGISTRY:
+        raise InvalidArgumentError(f"unknown method {name!r}; registered: {', '.join(methods())}")
+    try:
+        return _REGISTRY[name][0](**options)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"bad options for method {name!r}: {exc}") from None
+
+
+SCALINGS = ("outgoing", "outgoing_x_incoming_norm", "incoming_x_outgoing_norm")
+SELECTIONS = ("sample", "topk")
+
+
+class CoresetImportance(ImportanceMethod):
+    """Tukan et al. 2022: sensitivity bounds by peeling ℓ∞-coresets (METHOD §3).
+
+    Args:
+        scaling: the point set q_i of each unit: ``"outgoing"`` (v_i),
+            ``"outgoing_x_incoming_norm"`` (||p_i|| v_i; ||p_i|| bounds |phi(p_i.x)| per unit
+            input norm, METHOD §3(d)) or ``"incoming_x_outgoing_norm"`` (||v_i|| p_i).
+        projection: ``None`` (the whole span: theory-faithful), a positive int k, or ``"auto"``
+            (fewest top singular directions holding ``energy`` of the points' energy), METHOD §4.
+        energy: energy fraction for ``projection="auto"``.
+        selection: ``"sample"`` (i.i.d. by sensitivity until k distinct, weights
+            ``count / (N p)``, METHOD §2) or ``"topk"`` (the k largest bounds, weight 1).
+        tol: Löwner ellipsoid tolerance.
+        max_peels: cap on peels (the rest get the valid bound of the next peel).
+    """
+
+    name = "coreset"
+
+    def __init__(self, scaling: str = "outgoing_x_incoming_norm",
+                 projection: int | str | None = 8, energy: float = 0.9,
+                 selection: str = "topk", tol: float = 1e-2, max_peels: int | None = None,
+                 name: str = "coreset") -> None:
+        if scaling not in SCALINGS:
+            raise InvalidArgumentError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+        if selection not in SELECTIONS:
+            raise InvalidArgumentError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        if not (projection is None or projection == "auto"
+                or (isinstance(projection, int) and projection >= 1)):
+            raise InvalidArgumentError(
+                f"projection must be None, 'auto' or a positive int, got {projection!r}")
+        if not 0.0 < energy <= 1.0:
+            raise InvalidArgumentError(f"energy must lie in (0, 1], got {energy!r}")
+        if not 0.0 < tol < 1.0:
+            raise InvalidArgumentError(f"tol must lie in (0, 1), got {tol!r}")
+        self.scaling, self.projection, self.energy = scaling, projection, energy
+        self.selection, self.tol, self.max_peels = selection, tol, max_peels
+        self.name = name  # type: ignore[misc]
+
+    def points(self, units: UnitSet) -> np.ndarray:
+        """The (n, r) point set the sensitivities are computed on."""
+        in_norm = np.linalg.norm(units.incoming, axis=1)
+        out_norm = np.linalg.norm(units.outgoing, axis=1)
+        if self.scaling == "outgoing":
+            q = units.outgoing
+        elif self.scaling == "outgoing_x_incoming_norm":
+            q = units.outgoing * in_norm[:, None]
+        else:
+            q = units.incoming * out_norm[:, None]
+        if self.projection is not None and np.any(q):
+            q, _, _ = project_top_k(q, self.projection, self.energy)
+        return q
+
+    def _peel(self, q: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        if not np.any(q):
+            return np.zeros(q.shape[0]), {"rank": 0, "total_sensitivity": 0.0, "peels": 0}
+        res = peel_sensitivities(q, tol=self.tol, max_peels=self.max_peels)
+        return res.upper_bounds, {"rank": int(q.shape[1]), "total_sensitivity": res.total,
+                                  "peels": int(res.alphas.size),
+                                  "alpha_first": float(res.alphas[0]) if res.alphas.size else 1.0}
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        return self._peel(self.points(units))[0]
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        q = self.points(units)
+        s, info = self._peel(q)
+        if self.selection == "sample":
+            sub = sample_distinct(s, k, rng)
+            info["draws"] = sub.draws
+        else:
+            # ties between units of one peel are broken by the size of their point
+            q_norm = np.linalg.norm(q, axis=1)
+            key = s + 1e-9 * q_norm / max(q_norm.max(), 1e-300)
+            sub = top_k_subset(key, k)
+        return Selection(sub.indices, sub.weights, s, info)
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.name, "scaling": self.scaling, "projection": self.projection,
+                "energy": self.energy, "selection": self.selection, "tol": self.tol,
+                "max_peels": self.max_peels}
+
+
+class MussayImportance(ImportanceMethod):
+    """Mussay et al., ICLR 2020 (METHOD §5): ``s_i ∝ max_j |v_ij| * ||p_i||`` (ReLU, phi(t)=t),
+    sampled i.i.d. until k distinct units are drawn, outgoing weights times
+    ``count / (draws * prob)``."""
+
+    name = "mussay"
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        return np.abs(units.outgoing).max(axis=1) * np.linalg.norm(units.incoming, axis=1)
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        s = self.scores(units)
+        sub = sample_distinct(s, k, rng)
+        return Selection(sub.indices, sub.weights, s,
+                         {"total_sensitivity": float(s.sum() / max(s.max(), 1e-300)),
+                          "draws": sub.draws})
+
+
+class NormImportance(ImportanceMethod):
+    """Keep the units whose raw incoming weights (filters) have the largest ℓp norm
+    (Li et al. 2017 for p = 1)."""
+
+    def __init__(self, p: int = 1) -> None:
+        self.p = p
+        self.name = f"l{p}"  # type: ignore[misc]
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        return np.linalg.norm(units.filters, ord=self.p, axis=1)
+
+
+class RandomImportance(ImportanceMethod):
+    """Keep k units chosen uniformly at random (seeded)."""
+
+    name = "random"
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        return np.ones(units.n)
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        keep = np.sort(rng.choice(units.n, size=k, replace=False))
+        return Selection(keep, np.ones(k), self.scores(units))
+
+
+register_method("coreset", "ours, default setting: peeling sensitivities of ||p_i|| v_i "
+                "projected to the top 8 singular directions, deterministic top-k")(
+    CoresetImportance)
+register_method("coreset-theory", "ours, theory-faithful: whole span, ||p_i|| v_i, i.i.d. "
+                "sampling with count/(N p) reweighting")(
+    lambda **kw: CoresetImportance(**{"projection": None, "selection": "sample",
+                                      "name": "coreset-theory", **kw}))
+register_method("mussay", "Mussay et al. 2020: max_j|v_ij| ||p_i||, sampling with reweighting")(
+    MussayImportance)
+register_method("l1", "L1 norm of the incoming filter (Li et al. 2017)")(
+    lambda: NormImportance(1))
+register_method("l2", "L2 norm of the incoming filter")(lambda: NormImportance(2))
+register_method("random", "uniformly random units")(RandomImportance)

@@ -1,0 +1,109 @@
+"""Saving and loading models atomically; the user's files are never overwritten by default.
+
+A coreprune checkpoint is a ``torch.save`` file holding ``{"format", "model", "state_dict",
+"arch", "metadata"}``: ``model`` is the pickled module (its pruned shapes included), so
+:func:`load` gives it back without rebuilding the architecture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, OutputExistsError
+
+__all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json", "FORMAT"]
+
+FORMAT = "coreprune-checkpoint/1"
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; choose a new path or pass overwrite=True "
+                                "(--overwrite on the command line)")
+    if not path.parent.is_dir():
+        raise CheckpointError(f"output folder {path.parent} does not exist")
+
+
+def _atomic(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    p = Path(path)
+    _check_target(p, overwrite)
+    _atomic(p, lambda f: f.write(data))
+    return p
+
+
+def write_json(path: str | os.PathLike, obj: Any, overwrite: bool = False) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode(),
+                              overwrite)
+
+
+def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
+         overwrite: bool = False) -> Path:
+    """Save ``model`` (any shapes) with ``metadata`` to ``path`` atomically.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    p = Path(path)
+    _check_target(p, overwrite)
+    payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),
+               "arch": getattr(model, "arch", None), "metadata": metadata or {}}
+    _atomic(p, lambda f: torch.save(payload, f))
+    return p
+
+
+def load_with_metadata(path: str | os.PathLike,
+                       map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Load a checkpoint written by :func:`save`: ``(model, metadata)``.
+
+    The file is unpickled (``weights_only=False``): load only checkpoints you trust.
+
+    Raises:
+        CheckpointError: missing file, not a torch file, not a coreprune checkpoint, or a
+            state dict that does not match the stored module.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        payload = torch.load(p, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r})")
+    model = payload["model"]
+    if not isinstance(model, nn.Module):
+        raise CheckpointError(f"{p}: checkpoint holds no model")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{p}: weights do not match the architecture: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return model, dict(payload.get("metadata") or {})
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Load a model saved by :func:`save`, with its (pruned) shapes."""
+    return load_with_metadata(path, map_location)[0]

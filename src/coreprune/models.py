@@ -1,0 +1,141 @@
+"""Model zoo: LeNet-300-100, CIFAR-style VGG-16 (BatchNorm) and ResNet-20/56/110.
+
+Each model declares ``example_input_shape`` so that it can be traced without an explicit
+example batch. torchvision's ResNet-18/50 and VGG-16 are accepted as they are
+(``build_model("resnet18")``; weights are never downloaded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .errors import InvalidArgumentError
+
+__all__ = ["LeNet300100", "VGG16", "CifarResNet", "build_model", "MODELS"]
+
+
+class LeNet300100(nn.Sequential):
+    """LeNet-300-100: 784-300-100-10 fully connected with ReLU (Han et al. 2015)."""
+
+    def __init__(self, in_features: int = 784, num_classes: int = 10,
+                 image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(in_features, 300), nn.ReLU(),
+                         nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, num_classes))
+        self.example_input_shape = image_shape
+        self.arch = {"name": "lenet300", "in_features": in_features, "num_classes": num_classes,
+                     "image_shape": list(image_shape)}
+
+
+_VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"]
+
+
+class VGG16(nn.Module):
+    """VGG-16 with BatchNorm for 32x32 inputs (the CIFAR variant: one 512-d linear classifier)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for v in _VGG16_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, int(v), 3, padding=1, bias=False),
+                           nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+                c = int(v)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(512, num_classes)
+        self.example_input_shape = (in_channels, 32, 32)
+        self.arch = {"name": "vgg16", "in_channels": in_channels, "num_classes": num_classes}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block; the shortcut is a 1x1 conv + BN when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) of He et al. 2016 for 32x32 inputs: 16/32/64 channels, n blocks a stage."""
+
+    def __init__(self, depth: int = 56, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        if (depth - 2) % 6 != 0 or depth < 8:
+            raise InvalidArgumentError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        blocks: list[nn.Module] = []
+        c = 16
+        for stage, width in enumerate((16, 32, 64)):
+            for i in range(n):
+                blocks.append(BasicBlock(c, width, 2 if (stage > 0 and i == 0) else 1))
+                c = width
+        self.layers = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+        self.example_input_shape = (in_channels, 32, 32)
+        self.arch = {"name": f"resnet{depth}", "in_channels": in_channels,
+                     "num_classes": num_classes}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.pool(self.layers(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+def _torchvision(name: str) -> Callable[..., nn.Module]:
+    def make(in_channels: int = 3, num_classes: int = 1000) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        if in_channels != 3:
+            raise InvalidArgumentError(f"torchvision {name} takes 3 input channels")
+        model.example_input_shape = (3, 224, 224)
+        model.arch = {"name": f"tv_{name}", "in_channels": 3, "num_classes": num_classes}
+        return model
+
+    return make
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet300": lambda in_channels=1, num_classes=10, image_size=28: LeNet300100(
+        in_channels * image_size * image_size, num_classes, (in_channels, image_size, image_size)),
+    "vgg16": lambda in_channels=3, num_classes=10: VGG16(in_channels, num_classes),
+    "resnet20": lambda in_channels=3, num_classes=10: CifarResNet(20, in_channels, num_classes),
+    "resnet56": lambda in_channels=3, num_classes=10: CifarResNet(56, in_channels, num_classes),
+    "resnet110": lambda in_channels=3, num_classes=10: CifarResNet(110, in_channels, num_classes),
+    "tv_resnet18": _torchvision("resnet18"),
+    "tv_resnet50": _torchvision("resnet50"),
+    "tv_vgg16": _torchvision("vgg16"),
+}
+
+
+def build_model(name: str, **kwargs: int) -> nn.Module:
+    """Build zoo model ``name`` (see :data:`MODELS`) with freshly initialised weights."""
+    if name not in MODELS:
+        raise InvalidArgumentError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    return MODELS[name](**kwargs)

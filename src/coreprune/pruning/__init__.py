@@ -1,0 +1,24 @@
+"""Model surgery: map modules to point sets (:mod:`.groups`), budgets (:mod:`.budget`) and the
+:class:`Pruner` that applies an importance method (:mod:`.pruner`)."""
+
+from .budget import CostModel, build_cost_model, keep_counts_from_ratios, uniform_keep_counts
+from .groups import UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
+from .pruner import LayerReport, Pruner, PruneReport, check_model, default_example_inputs, prune
+
+__all__ = [
+    "CostModel",
+    "LayerReport",
+    "PruneReport",
+    "Pruner",
+    "UnitGroup",
+    "apply_selection",
+    "build_cost_model",
+    "build_graph",
+    "check_model",
+    "default_example_inputs",
+    "find_unit_groups",
+    "keep_counts_from_ratios",
+    "prune",
+    "uniform_keep_counts",
+    "unit_set",
+]

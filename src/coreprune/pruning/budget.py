@@ -1,0 +1,145 @@
+"""From a global target (fraction of parameters or FLOPs removed) to units kept per group.
+
+The cost of every ``Conv``/``Linear``/``BatchNorm`` is bilinear in the fractions of its output
+and input channels kept, so the cost of any assignment of keep counts is exact and cheap; a
+bisection finds the uniform keep-ratio that meets the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..errors import BudgetError
+from .groups import NORMS, PRODUCERS, UnitGroup, _full_group
+
+__all__ = ["CostModel", "build_cost_model", "uniform_keep_counts", "keep_counts_from_ratios"]
+
+
+@dataclass
+class _Term:
+    weight: float  # cost of the weight tensor at full size
+    bias: float  # cost proportional to the output fraction only
+    out_group: int | None
+    in_group: int | None
+
+
+@dataclass
+class CostModel:
+    """Parameter and FLOP counts of a model as a function of the units kept per group."""
+
+    params_terms: list[_Term]
+    flops_terms: list[_Term]
+    fixed_params: float
+    n_units: list[int]
+
+    def _cost(self, terms: list[_Term], keep: list[int]) -> float:
+        f = [k / n for k, n in zip(keep, self.n_units, strict=True)]
+        total = 0.0
+        for t in terms:
+            fo = 1.0 if t.out_group is None else f[t.out_group]
+            fi = 1.0 if t.in_group is None else f[t.in_group]
+            total += t.weight * fo * fi + t.bias * fo
+        return total
+
+    def params(self, keep: list[int]) -> float:
+        """Number of parameters once group g keeps ``keep[g]`` units."""
+        return self._cost(self.params_terms, keep) + self.fixed_params
+
+    def flops(self, keep: list[int]) -> float:
+        """Multiply-accumulates of the Conv/Linear layers once group g keeps ``keep[g]`` units."""
+        return self._cost(self.flops_terms, keep)
+
+
+def build_cost_model(graph: tp.DependencyGraph, groups: list[UnitGroup],
+                     example_inputs: torch.Tensor) -> CostModel:
+    """Cost model of ``graph``'s model for ``groups`` (others stay at full size)."""
+    model = graph.model
+    out_of: dict[int, int] = {}
+    in_of: dict[int, int] = {}
+    for gi, g in enumerate(groups):
+        group, _ = _full_group(graph, g.root)
+        for item in group.items:
+            m = item.dep.target.module
+            if graph.is_out_channel_pruning_fn(item.dep.handler):
+                out_of[id(m)] = gi
+            elif graph.is_in_channel_pruning_fn(item.dep.handler):
+                in_of[id(m)] = gi
+    positions: dict[int, float] = {}
+
+    def hook(mod: nn.Module, _inp, out) -> None:
+        channels = out.shape[-1] if isinstance(mod, nn.Linear) else out.shape[1]
+        positions[id(mod)] = out.numel() / out.shape[0] / channels
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRODUCERS)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_inputs[:1])
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    p_terms, f_terms = [], []
+    counted = 0
+    for m in model.modules():
+        if isinstance(m, PRODUCERS + NORMS):
+            w = float(m.weight.numel()) if m.weight is not None else 0.0
+            b = float(m.bias.numel()) if m.bias is not None else 0.0
+            counted += int(w + b)
+            fin = None if isinstance(m, NORMS) else in_of.get(id(m))
+            p_terms.append(_Term(w, b, out_of.get(id(m)), fin))
+            if isinstance(m, PRODUCERS) and id(m) in positions:
+                f_terms.append(_Term(w * positions[id(m)], 0.0, out_of.get(id(m)), fin))
+    fixed = sum(p.numel() for p in model.parameters()) - counted
+    return CostModel(p_terms, f_terms, float(fixed), [g.n_units for g in groups])
+
+
+def uniform_keep_counts(cost: CostModel, target: float, metric: str = "params") -> list[int]:
+    """Keep counts ``round(rho * n_g)`` (at least 1) for the largest uniform keep-ratio rho that
+    removes at least ``target`` of the model's ``metric`` ("params" or "flops").
+
+    Raises:
+        BudgetError: the target cannot be met even keeping one unit per group.
+    """
+    fn = cost.params if metric == "params" else cost.flops
+    full = fn(cost.n_units)
+
+    def keep_at(rho: float) -> list[int]:
+        return [int(min(n, max(1, round(rho * n)))) for n in cost.n_units]
+
+    def removed(rho: float) -> float:
+        return 1.0 - fn(keep_at(rho)) / full
+
+    if removed(0.0) < target:
+        raise BudgetError(
+            f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
+            f"prunable layer removes only {removed(0.0):.1%} (the rest is in layers coreprune "
+            f"does not prune)")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if removed(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return keep_at(lo)
+
+
+def keep_counts_from_ratios(groups: list[UnitGroup], ratios: dict[str, float] | float) -> list[int]:
+    """Keep counts from a keep-ratio for every group, or a ``{layer name: keep ratio}`` mapping
+    (layers not named are kept whole)."""
+    out = []
+    for g in groups:
+        r = ratios if isinstance(ratios, float) else ratios.get(g.name, 1.0)
+        k = int(round(r * g.n_units))
+        if k < 1:
+            raise BudgetError(f"keep ratio {r} removes every unit of layer {g.name!r} "
+                              f"({g.n_units} units)")
+        out.append(min(k, g.n_units))
+    return out
+

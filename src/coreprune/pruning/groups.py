@@ -1,0 +1,201 @@
+"""Map a model's prunable units to point sets and apply selections back (METHOD §1, §3(e)).
+
+Structure comes from the model itself through Torch-Pruning's ``DependencyGraph``: each
+``Conv``/``Linear`` output dimension defines a *group* of coupled pruning operations (its
+BatchNorm, every consumer's input slice, and, across residual additions, the other producers of
+the same channels). A unit's incoming point is its producers' weight rows with BatchNorm folded
+in and bias appended; its outgoing vector concatenates its input slices in every consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from ..importance import Selection, UnitSet
+
+__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_selection"]
+
+PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass
+class UnitGroup:
+    """One prunable group of n units.
+
+    Attributes:
+        name: module path of the root producer.
+        root: the root ``Conv``/``Linear`` module (its output channels are the units).
+        n_units: number of units.
+        producers: module paths of every layer whose outputs are these units (> 1: coupled).
+        consumers: module paths of every layer that reads these units.
+        foldable: whether coreset weights can be folded into the consumers (all readers are
+            plain ``Conv``/``Linear`` and the units are not coupled through identity paths).
+        note: why the group is not foldable, if it is not.
+    """
+
+    name: str
+    root: nn.Module
+    n_units: int
+    producers: list[str] = field(default_factory=list)
+    consumers: list[str] = field(default_factory=list)
+    foldable: bool = True
+    note: str = ""
+
+    @property
+    def coupled(self) -> bool:
+        return len(self.producers) > 1
+
+
+def _plain(module: nn.Module) -> bool:
+    return isinstance(module, PRODUCERS) and getattr(module, "groups", 1) == 1
+
+
+def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
+    """Trace ``model`` (in eval mode, so BatchNorm statistics are untouched) into a graph."""
+    was_training = model.training
+    model.eval()
+    try:  # tracing needs autograd on
+        with torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
+                                                          verbose=False)
+    finally:
+        model.train(was_training)
+    return graph
+
+
+def _full_group(graph: tp.DependencyGraph, root: nn.Module):
+    pruner = graph.get_pruner_of_module(root)
+    n = pruner.get_out_channels(root)
+    return graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
+
+
+def find_unit_groups(
+    graph: tp.DependencyGraph,
+    prune_coupled: bool = False,
+    ignored_layers: tuple[nn.Module, ...] = (),
+) -> list[UnitGroup]:
+    """Every prunable group of ``graph``'s model, in module order.
+
+    Skipped: groups with no consumer (their units are model outputs), groups touching an
+    ignored layer, and, unless ``prune_coupled``, groups whose channels are shared by several
+    producers (the residual stream).
+
+    Raises:
+        UnsupportedModelError: a group holds a module with parameters that coreprune cannot
+            prune or fold (named, with its type), e.g. a grouped convolution or LayerNorm.
+    """
+    names = {m: n for n, m in graph.model.named_modules()}
+    ignored = set(map(id, ignored_layers))
+    seen: set[int] = set()
+    out: list[UnitGroup] = []
+    for root in graph.model.modules():
+        if not isinstance(root, PRODUCERS) or id(root) in seen or root not in graph.module2node:
+            continue
+        group, n = _full_group(graph, root)
+        producers, consumers, others = [], [], []
+        for item in group.items:
+            m = item.dep.target.module
+            if not isinstance(m, nn.Module) or not any(True for _ in m.parameters(recurse=False)):
+                if isinstance(m, nn.Parameter):
+                    others.append((m, "a bare nn.Parameter"))
+                continue
+            if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
+                producers.append(m)
+            elif graph.is_in_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
+                consumers.append(m)
+            elif not isinstance(m, NORMS):
+                others.append((m, type(m).__name__))
+        seen.update(id(m) for m in producers)
+        if not consumers or any(id(m) in ignored for m in producers + consumers):
+            continue
+        if len(producers) > 1 and not prune_coupled:
+            continue
+        for m in producers + consumers:
+            if not _plain(m):
+                others.append((m, f"{type(m).__name__} with groups={m.groups}"))
+        if others:
+            m, why = others[0]
+            raise UnsupportedModelError(
+                f"module {names.get(m, '?')!r} ({why}) reads or writes the channels of "
+                f"{names[root]!r}; coreprune prunes Linear/Conv1d/Conv2d (groups=1) and "
+                f"BatchNorm only. Pass it in ignored_layers to leave this group unpruned.")
+        g = UnitGroup(names[root], root, n, [names[m] for m in producers],
+                      [names[m] for m in consumers])
+        if g.coupled:
+            g.foldable, g.note = False, "channels coupled through a residual addition"
+        out.append(g)
+    return out
+
+
+def _batchnorm_after(graph: tp.DependencyGraph, producer: nn.Module) -> nn.Module | None:
+    for node in graph.module2node[producer].outputs:
+        if isinstance(node.module, NORMS):
+            return node.module
+    return None
+
+
+def _consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
+    """Yield ``(module, index matrix (n, c))``: consumer input indices of each unit."""
+    group, n = _full_group(graph, g.root)
+    for item in group.items:
+        m = item.dep.target.module
+        if isinstance(m, PRODUCERS) and graph.is_in_channel_pruning_fn(item.dep.handler):
+            idxs, roots = np.asarray(item.idxs), np.asarray(item.root_idxs)
+            order = np.lexsort((idxs, roots))
+            yield m, idxs[order].reshape(n, -1)
+
+
+def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
+    """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model)."""
+    named = dict(graph.model.named_modules())
+    incoming, filters = [], []
+    for name in g.producers:
+        m = named[name]
+        w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
+        b = (m.bias.detach().cpu().double() if m.bias is not None
+             else torch.zeros(w.shape[0], dtype=w.dtype))
+        filters.append(w)
+        bn = _batchnorm_after(graph, m)
+        if bn is not None:
+            bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
+            var, mean = bn.running_var.cpu().double(), bn.running_mean.cpu().double()
+            scale = bn_w / torch.sqrt(var + bn.eps)
+            b = (b - mean) * scale + bn_b
+            w = w * scale[:, None]
+        incoming.append(torch.cat([w, b[:, None]], dim=1))
+    outgoing = []
+    for m, cols in _consumer_slices(graph, g):
+        w = m.weight.detach().cpu().double()
+        sl = w[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
+        outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
+    return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
+                   torch.cat(filters, 1).numpy(), g.name)
+
+
+def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,
+                    fold: bool = True) -> None:
+    """Fold ``selection.weights`` into the consumers' input slices (METHOD §3(e)) and remove
+    every unit not in ``selection.indices`` from the producers, norms and consumers, in place.
+    """
+    weights = np.asarray(selection.weights, dtype=np.float64)
+    if fold and g.foldable and not np.allclose(weights, 1.0, rtol=0, atol=0):
+        scale = np.ones(g.n_units)
+        scale[selection.indices] = weights
+        with torch.no_grad():
+            for m, cols in _consumer_slices(graph, g):
+                s = torch.as_tensor(np.repeat(scale, cols.shape[1]), dtype=m.weight.dtype,
+                                    device=m.weight.device)
+                shape = [1, -1] + [1] * (m.weight.dim() - 2)
+                flat = torch.as_tensor(cols.reshape(-1), device=m.weight.device)
+                m.weight[:, flat] *= s.view(shape)
+    remove = np.setdiff1d(np.arange(g.n_units), selection.indices)
+    if remove.size:
+        pruner = graph.get_pruner_of_module(g.root)
+        graph.get_pruning_group(g.root, pruner.prune_out_channels, remove.tolist()).prune()

@@ -1,0 +1,180 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from coreprune.importance import Selection
+from coreprune.metrics import count_params
+from coreprune.models import build_model
+from coreprune.pruning import (
+    Pruner,
+    apply_selection,
+    build_cost_model,
+    build_graph,
+    find_unit_groups,
+    prune,
+    unit_set,
+)
+
+METHODS = ["coreset", "coreset-theory", "mussay", "l1", "l2", "random"]
+
+
+def mlp(widths=(12, 20, 16, 5)):
+    layers = [nn.Flatten()]
+    for a, b in zip(widths[:-1], widths[1:], strict=False):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def small_cnn():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 4))
+
+
+def randomise_bn(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_percent_is_identity(method):
+    model = mlp()
+    x = torch.randn(7, 12)
+    out = prune(model, method, params_removed=0.0, example_inputs=x)
+    torch.testing.assert_close(out(x), model(x), rtol=0, atol=0)
+    cnn = randomise_bn(small_cnn())
+    xi = torch.randn(3, 3, 8, 8)
+    out = prune(cnn, method, keep_ratio=1.0, example_inputs=xi)
+    torch.testing.assert_close(out.eval()(xi), cnn(xi), rtol=0, atol=0)
+
+
+def test_model_given_is_untouched():
+    model = mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prune(model, "coreset-theory", params_removed=0.5)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_zero_units_are_dropped_and_outputs_preserved_exactly():
+    model = mlp((12, 20, 5))
+    with torch.no_grad():
+        model[3].weight[:, 10:] = 0.0  # units 10..19 of layer 1 feed nothing
+    x = torch.randn(9, 12)
+    for method in ("coreset", "coreset-theory", "mussay"):
+        out = prune(model, method, keep_ratio=0.5, example_inputs=x)
+        assert out[1].out_features == 10
+        torch.testing.assert_close(out(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def _duplicate_mlp():
+    model = mlp((6, 8, 3))
+    with torch.no_grad():  # units 4..7 repeat units 0..3 exactly
+        model[1].weight[4:] = model[1].weight[:4]
+        model[1].bias[4:] = model[1].bias[:4]
+        model[3].weight[:, 4:] = model[3].weight[:, :4]
+    return model
+
+
+def test_folding_duplicate_units_preserves_outputs_exactly():
+    model = _duplicate_mlp()
+    x = torch.randn(11, 6)
+    ref = model(x)
+    graph = build_graph(model, x)
+    (g,) = find_unit_groups(graph)
+    apply_selection(graph, g, Selection(np.arange(4), np.full(4, 2.0), np.ones(8)))
+    assert model[1].out_features == 4 and model[3].in_features == 4
+    torch.testing.assert_close(model(x), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_folding_into_conv_consumer_with_batchnorm():
+    model = randomise_bn(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                       nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1)))
+    with torch.no_grad():
+        model[0].weight[2:] = model[0].weight[:2]
+        model[0].bias[2:] = model[0].bias[:2]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(model[1], name)[2:] = getattr(model[1], name)[:2]
+        model[3].weight[:, 2:] = model[3].weight[:, :2]
+    x = torch.randn(2, 2, 5, 5)
+    ref = model(x)
+    graph = build_graph(model, x)
+    (g,) = find_unit_groups(graph)
+    units = unit_set(graph, g)
+    np.testing.assert_allclose(units.incoming[2:], units.incoming[:2])
+    apply_selection(graph, g, Selection(np.array([0, 1]), np.array([2.0, 2.0]), np.ones(4)))
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_unit_set_shapes_through_flatten():
+    model = build_model("vgg16", in_channels=1)
+    x = torch.randn(2, 1, 32, 32)
+    graph = build_graph(model, x)
+    groups = find_unit_groups(graph)
+    assert len(groups) == 13  # every conv; the classifier's outputs are the model's
+    last = unit_set(graph, groups[-1])
+    assert last.outgoing.shape == (512, 10)
+    first = unit_set(graph, groups[0])
+    assert first.incoming.shape == (64, 10) and first.outgoing.shape == (64, 64 * 9)
+
+
+ZOO = [("lenet300", (1, 28, 28)), ("vgg16", (3, 32, 32)), ("resnet20", (1, 32, 32)),
+       ("resnet56", (3, 32, 32))]
+
+
+@pytest.mark.parametrize("name,shape", ZOO)
+@pytest.mark.parametrize("ratio,method", [(0.3, "coreset"), (0.6, "l1")])
+def test_zoo_prunes_runs_and_reports_true_counts(name, shape, ratio, method):
+    kwargs = {"in_channels": shape[0]}
+    if name == "lenet300":
+        kwargs["image_size"] = shape[1]
+    model = build_model(name, **kwargs).eval()
+    x = torch.randn(2, *shape)
+    pruner = Pruner(method, params_removed=ratio, seed=0)
+    small = pruner.fit_transform(model, x)
+    assert small(x).shape == model(x).shape
+    rep = pruner.report_
+    assert rep.params_after == count_params(small)
+    assert rep.params_before == count_params(model)
+    assert rep.params_removed >= ratio - 0.02
+    graph = build_graph(model, x)
+    groups = find_unit_groups(graph)
+    assert [g.name for g in groups] == [g.name for g in pruner.groups_]
+    cost = build_cost_model(graph, groups, x)
+    assert cost.params(pruner.keep_counts_) == pytest.approx(count_params(small))
+
+
+def test_torchvision_resnet18_prunes():
+    model = build_model("tv_resnet18", num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64)
+    pruner = Pruner("coreset", params_removed=0.3, seed=0)
+    small = pruner.fit_transform(model, x)
+    assert small(x).shape == (1, 10)
+    assert pruner.report_.params_after == count_params(small)
+    for name in ("conv1", "layer1.0.conv2"):  # residual stream left alone by default
+        assert dict(small.named_modules())[name].out_channels == 64
+
+
+def test_prune_coupled_reaches_residual_stream():
+    model = build_model("resnet20", in_channels=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    pruner = Pruner("l1", keep_ratio=0.5, prune_coupled=True)
+    small = pruner.fit_transform(model, x)
+    assert small.conv1.out_channels == 8
+    assert small(x).shape == (2, 10)
+    assert any(not g.foldable for g in pruner.groups_)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_same_seed_same_model(method):
+    model = mlp((12, 40, 30, 5))
+    a = prune(model, method, params_removed=0.5, seed=3)
+    b = prune(model, method, params_removed=0.5, seed=3)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb)

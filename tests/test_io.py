@@ -1,0 +1,49 @@
+import pytest
+import torch
+from torch import nn
+
+import coreprune
+from coreprune.errors import CheckpointError, OutputExistsError
+from coreprune.io import load_with_metadata, save
+
+
+def test_pruned_model_roundtrip(tmp_path):
+    model = nn.Sequential(nn.Linear(8, 20), nn.ReLU(), nn.Linear(20, 3))
+    small = coreprune.prune(model, "coreset", params_removed=0.5)
+    path = save(small, tmp_path / "small.pt", {"seed": 0})
+    back, meta = load_with_metadata(path)
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(back(x), small(x))
+    assert back[0].out_features == small[0].out_features < 20
+    assert meta == {"seed": 0}
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left
+
+
+def test_never_overwrites(tmp_path):
+    model = nn.Linear(2, 2)
+    save(model, tmp_path / "m.pt")
+    before = (tmp_path / "m.pt").read_bytes()
+    with pytest.raises(OutputExistsError, match="m.pt exists"):
+        save(nn.Linear(3, 3), tmp_path / "m.pt")
+    assert (tmp_path / "m.pt").read_bytes() == before
+    save(nn.Linear(3, 3), tmp_path / "m.pt", overwrite=True)
+
+
+def test_corrupt_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        coreprune.load(tmp_path / "none.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="bad.pt"):
+        coreprune.load(tmp_path / "bad.pt")
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a coreprune checkpoint"):
+        coreprune.load(tmp_path / "foreign.pt")
+
+
+def test_shape_mismatch(tmp_path):
+    model = nn.Linear(4, 2)
+    payload = {"format": coreprune.io.FORMAT, "model": model,
+               "state_dict": nn.Linear(5, 2).state_dict(), "arch": None, "metadata": {}}
+    torch.save(payload, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not match"):
+        coreprune.load(tmp_path / "mismatch.pt")
