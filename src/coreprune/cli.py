@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from . import io
-from .data import DATASETS, load_dataset
-from .errors import CorepruneError, DataFileError, InvalidArgumentError
+from .data import DATASETS, Split, load_dataset
+from .errors import CorepruneError, DataFileError, InvalidArgumentError, OutputExistsError
 from .experiment import prune_and_evaluate
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
@@ -28,17 +28,30 @@ __all__ = ["main", "build_parser"]
 
 
 def _out_path(value: str | None, overwrite: bool) -> Path | None:
+    """Refuse an existing output before any long work starts."""
     if value is None:
         return None
     p = Path(value)
     if p.exists() and not overwrite:
-        raise InvalidArgumentError(f"{p} exists; choose a new path or pass --overwrite")
+        raise OutputExistsError(f"{p} exists; choose a new path or pass --overwrite")
     return p
 
 
-def _data(name: str, root: str | None, fallback: bool = False):
-    tr, te = load_dataset(name, root, fallback=fallback)
-    return tr, te
+def _checkpoint_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, dict, str, Split,
+                                                            Split]:
+    """The checkpoint's model and metadata, and the dataset it names (or ``--dataset``)."""
+    model, meta = io.load_with_metadata(args.checkpoint)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None:
+        raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
+    tr, te = load_dataset(dataset, args.data_root)
+    return model, meta, dataset, tr, te
+
+
+def _measure(model: torch.nn.Module, split: Split) -> dict[str, float]:
+    """Parameters, FLOPs of one input, and median CPU latency of a batch of 64."""
+    return {"params": count_params(model), "flops": count_flops(model, split.x[:2]),
+            "latency_ms": measure_latency(model, split.x[:64])}
 
 
 def _model_for(name: str, split) -> torch.nn.Module:
@@ -71,7 +84,7 @@ def _summary_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[s
 
 def cmd_train(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
-    tr, te = _data(args.dataset, args.data_root)
+    tr, te = load_dataset(args.dataset, args.data_root)
     torch.manual_seed(args.seed)
     model = _model_for(args.model, tr)
     train(model, tr, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
@@ -124,23 +137,17 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
-    model, meta = io.load_with_metadata(args.checkpoint)
-    dataset = args.dataset or meta.get("dataset")
-    if dataset is None:
-        raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
-    tr, te = _data(dataset, args.data_root)
-    x = te.x[:2]
-    before = {"params": count_params(model), "flops": count_flops(model, x),
-              "latency_ms": measure_latency(model, te.x[:64])}
-    record, tuned, pruner = prune_and_evaluate(
+    model, meta, dataset, tr, te = _checkpoint_and_data(args)
+    before = _measure(model, te)
+    record, tuned, _ = prune_and_evaluate(
         model, args.method, _target(args), args.seed, tr, te, meta.get("model", "model"),
         dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        example_inputs=x, device=args.device, prune_coupled=args.prune_coupled,
+        finetune_optimizer=args.finetune_optimizer, example_inputs=te.x[:2], device=args.device,
+        prune_coupled=args.prune_coupled,
         **_options(args.option))
     tuned = tuned.cpu()
     before["accuracy"] = record["acc_unpruned"]
-    after = {"params": count_params(tuned), "flops": count_flops(tuned, x),
-             "latency_ms": measure_latency(tuned, te.x[:64]), "accuracy": record["acc_pruned"],
+    after = {**_measure(tuned, te), "accuracy": record["acc_pruned"],
              "accuracy_finetuned": record["acc_finetuned"]}
     _print_table(_summary_rows(before, after))
     print()
@@ -158,15 +165,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    model, meta = io.load_with_metadata(args.checkpoint)
-    dataset = args.dataset or meta.get("dataset")
-    if dataset is None:
-        raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
-    _, te = _data(dataset, args.data_root)
-    x = te.x[:2]
-    result = {"checkpoint": str(args.checkpoint), "dataset": dataset,
-              "params": count_params(model), "flops": count_flops(model, x),
-              "latency_ms": measure_latency(model, te.x[:64]),
+    model, _, dataset, _, te = _checkpoint_and_data(args)
+    result = {"checkpoint": str(args.checkpoint), "dataset": dataset, **_measure(model, te),
               "accuracy": evaluate(model, te, device=args.device)}
     print(json.dumps(result))
     if args.json:
@@ -182,8 +182,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Main job: train LeNet-300-100, prune 90% of its parameters with the coreset, fine-tune."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    tr, te = _data("fashion-mnist", args.data_root, fallback=True)
+    tr, te = load_dataset("fashion-mnist", args.data_root, fallback=True)
     dataset = "fashion-mnist" if tr.x.shape[-1] == 28 else "digits"
     torch.manual_seed(args.seed)
     model = _model_for("lenet300", tr)
@@ -248,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--finetune-epochs", type=int, default=20)
-    p.add_argument("--finetune-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-lr", type=float, default=0.05)
+    p.add_argument("--finetune-optimizer", choices=("sgd", "adam"), default="sgd")
     p.add_argument("--out", help="pruned checkpoint to write (a new path)")
     common(p)
     p.set_defaults(func=cmd_prune)

@@ -25,8 +25,8 @@ RECORD_KEYS = ("model", "dataset", "method", "seed", "params_removed", "flops_re
 
 def prune_and_evaluate(model: nn.Module, method: str, target: dict[str, Any], seed: int,
                        train_split: Split, test_split: Split, model_name: str,
-                       dataset: str, finetune_epochs: int = 20, finetune_lr: float = 1e-3,
-                       finetune_optimizer: str = "adam",
+                       dataset: str, finetune_epochs: int = 20, finetune_lr: float = 0.05,
+                       finetune_optimizer: str = "sgd",
                        acc_unpruned: float | None = None,
                        example_inputs: torch.Tensor | None = None,
                        device: str | None = None, **options: Any

@@ -178,3 +178,13 @@ def test_same_seed_same_model(method):
     b = prune(model, method, params_removed=0.5, seed=3)
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va, vb)
+
+
+def test_torchvision_resnet50_at_paper_operating_point():
+    model = build_model("tv_resnet50").eval()
+    x = torch.randn(1, 3, 224, 224)
+    pruner = Pruner("coreset", params_removed=0.62, seed=0)
+    small = pruner.fit_transform(model, x)
+    assert small(x).shape == (1, 1000)
+    assert pruner.report_.params_after == count_params(small)
+    assert 0.62 <= pruner.report_.params_removed < 0.64
