@@ -1,6 +1,6 @@
 """LeNet-300-100 on Fashion-MNIST: every method at 90% of parameters removed, 5 seeds
-(fine-tuning: 20 epochs of SGD, lr 0.05, cosine), plus the METHOD §4 ablation of the
-coreset's settings (before fine-tuning).
+(fine-tuning: 20 epochs of SGD, lr 0.05, cosine, gradients clipped to norm 5), plus the
+METHOD §4 ablation of the coreset's settings (before fine-tuning).
 
 Regenerate (about 10 minutes on 2 CPU cores):
 
