@@ -17,24 +17,21 @@ import yaml
 
 from . import io
 from .data import DATASETS, Split, load_dataset
-from .errors import CorepruneError, DataFileError, InvalidArgumentError, OutputExistsError
+from .errors import CorepruneError, DataFileError, InvalidArgumentError
 from .experiment import prune_and_evaluate
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
 from .models import MODELS, build_model
-from .train import evaluate, train
+from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
 
 __all__ = ["main", "build_parser"]
 
 
 def _out_path(value: str | None, overwrite: bool) -> Path | None:
-    """Refuse an existing output before any long work starts."""
+    """Refuse an existing output before any long work starts (the write checks again)."""
     if value is None:
         return None
-    p = Path(value)
-    if p.exists() and not overwrite:
-        raise OutputExistsError(f"{p} exists; choose a new path or pass --overwrite")
-    return p
+    return io.check_output_path(value, overwrite)
 
 
 def _checkpoint_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, dict, str, Split,
@@ -214,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train LeNet-300-100 on Fashion-MNIST, prune 90%%, fine-tune")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--finetune-epochs", type=int, default=20)
+    p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
     p.add_argument("--ratio", type=float, default=0.9)
     p.add_argument("--methods", default="coreset,mussay,l1,random")
     p.add_argument("--seed", type=int, default=0)
@@ -246,9 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also prune channels coupled across residual additions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--finetune-epochs", type=int, default=20)
-    p.add_argument("--finetune-lr", type=float, default=0.05)
-    p.add_argument("--finetune-optimizer", choices=("sgd", "adam"), default="sgd")
+    p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
+    p.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
+    p.add_argument("--finetune-optimizer", choices=("sgd", "adam"), default=FINETUNE_OPTIMIZER)
     p.add_argument("--out", help="pruned checkpoint to write (a new path)")
     common(p)
     p.set_defaults(func=cmd_prune)

@@ -15,7 +15,7 @@ from torch import nn
 
 from .data import Split
 from .pruning import Pruner
-from .train import evaluate, finetune
+from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, finetune
 
 __all__ = ["RECORD_KEYS", "prune_and_evaluate"]
 
@@ -25,8 +25,9 @@ RECORD_KEYS = ("model", "dataset", "method", "seed", "params_removed", "flops_re
 
 def prune_and_evaluate(model: nn.Module, method: str, target: dict[str, Any], seed: int,
                        train_split: Split, test_split: Split, model_name: str,
-                       dataset: str, finetune_epochs: int = 20, finetune_lr: float = 0.05,
-                       finetune_optimizer: str = "sgd",
+                       dataset: str, finetune_epochs: int = FINETUNE_EPOCHS,
+                       finetune_lr: float = FINETUNE_LR,
+                       finetune_optimizer: str = FINETUNE_OPTIMIZER,
                        acc_unpruned: float | None = None,
                        example_inputs: torch.Tensor | None = None,
                        device: str | None = None, **options: Any

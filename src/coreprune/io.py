@@ -18,17 +18,26 @@ from torch import nn
 
 from .errors import CheckpointError, OutputExistsError
 
-__all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json", "FORMAT"]
+__all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json",
+           "check_output_path", "FORMAT"]
 
 FORMAT = "coreprune-checkpoint/1"
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
+    """``path`` as a ``Path`` if it may be written: new (or ``overwrite``) in an existing folder.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        CheckpointError: the folder does not exist.
+    """
+    path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; choose a new path or pass overwrite=True "
                                 "(--overwrite on the command line)")
     if not path.parent.is_dir():
         raise CheckpointError(f"output folder {path.parent} does not exist")
+    return path
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -46,8 +55,7 @@ def _atomic(path: Path, write: Any) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    p = Path(path)
-    _check_target(p, overwrite)
+    p = check_output_path(path, overwrite)
     _atomic(p, lambda f: f.write(data))
     return p
 
@@ -65,8 +73,7 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
-    p = Path(path)
-    _check_target(p, overwrite)
+    p = check_output_path(path, overwrite)
     payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),
                "arch": getattr(model, "arch", None), "metadata": metadata or {}}
     _atomic(p, lambda f: torch.save(payload, f))

@@ -10,7 +10,14 @@ from tqdm.auto import tqdm
 from .data import Split
 from .errors import InvalidArgumentError
 
-__all__ = ["train", "evaluate", "finetune"]
+__all__ = ["train", "evaluate", "finetune", "FINETUNE_EPOCHS", "FINETUNE_LR", "FINETUNE_OPTIMIZER",
+           "FINETUNE_CLIP"]
+
+# The fine-tuning setting of the LeNet-300-100 benchmark; the CLI and the benchmarks use it too.
+FINETUNE_EPOCHS = 20
+FINETUNE_LR = 0.05
+FINETUNE_OPTIMIZER = "sgd"
+FINETUNE_CLIP = 5.0
 
 
 @torch.no_grad()
@@ -81,8 +88,7 @@ def train(model: nn.Module, split: Split, epochs: int = 10, lr: float = 1e-3,
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             opt.step()
-            if sched is not None:
-                sched.step()
+            sched.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         losses.append(total / max(count, 1))
@@ -90,11 +96,11 @@ def train(model: nn.Module, split: Split, epochs: int = 10, lr: float = 1e-3,
     return losses
 
 
-def finetune(model: nn.Module, split: Split, epochs: int = 20, lr: float = 0.05,
+def finetune(model: nn.Module, split: Split, epochs: int = FINETUNE_EPOCHS, lr: float = FINETUNE_LR,
              **kwargs: object) -> list[float]:
     """Fine-tune a pruned model: :func:`train`, by default 20 epochs of SGD at lr 0.05 with
     gradients clipped to norm 5 (reweighted coresets can carry large fold weights that make
     unclipped SGD diverge); the setting of the LeNet-300-100 benchmark."""
-    kwargs.setdefault("optimizer", "sgd")
-    kwargs.setdefault("clip_grad_norm", 5.0)
+    kwargs.setdefault("optimizer", FINETUNE_OPTIMIZER)
+    kwargs.setdefault("clip_grad_norm", FINETUNE_CLIP)
     return train(model, split, epochs=epochs, lr=lr, **kwargs)  # type: ignore[arg-type]
