@@ -15,7 +15,8 @@ def test_pruned_model_roundtrip(tmp_path):
     x = torch.randn(4, 8)
     torch.testing.assert_close(back(x), small(x))
     assert back[0].out_features == small[0].out_features < 20
-    assert meta == {"seed": 0}
+    assert meta == {"seed": 0, "coreprune_version": coreprune.__version__,
+                    "torch_version": torch.__version__}
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left
 
 

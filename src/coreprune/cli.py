@@ -1,4 +1,5 @@
-"""Command line: ``coreprune {demo,train,prune,eval,methods}`` (also ``python -m coreprune``).
+"""Command line: ``coreprune {demo,train,prune,eval,verify,bench,methods}``
+(also ``python -m coreprune``).
 
 The CLI parses and calls; every error coreprune raises on purpose is printed on one line and
 the exit status is 2.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,17 @@ import torch
 import yaml
 
 from . import io
+from .bench import load_config, plot_records, read_records, results_markdown, run_bench
 from .data import DATASETS, Split, load_dataset
-from .errors import CorepruneError, DataFileError, InvalidArgumentError
+from .errors import CorepruneError, InvalidArgumentError
 from .experiment import prune_and_evaluate
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
 from .models import MODELS, build_model
+from .pruning import default_example_inputs
+from .pruning.peers import PEERS
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
+from .verify import verify_checkpoint_record
 
 __all__ = ["main", "build_parser"]
 
@@ -37,7 +43,7 @@ def _out_path(value: str | None, overwrite: bool) -> Path | None:
 def _checkpoint_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, dict, str, Split,
                                                             Split]:
     """The checkpoint's model and metadata, and the dataset it names (or ``--dataset``)."""
-    model, meta = io.load_with_metadata(args.checkpoint)
+    model, meta = io.load_with_metadata(args.checkpoint, map_location=args.device or "cpu")
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:
         raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
@@ -109,15 +115,7 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
     if args.keep_ratio is not None:
         return {"keep_ratio": args.keep_ratio}
     if args.layer_ratios is not None:
-        p = Path(args.layer_ratios)
-        if not p.is_file():
-            raise DataFileError(f"layer ratio spec not found: {p}")
-        try:
-            spec = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise DataFileError(f"{p}: not YAML/JSON ({exc})") from None
-        if not isinstance(spec, dict):
-            raise DataFileError(f"{p}: expected a mapping of layer name to keep ratio")
+        spec = io.read_yaml_mapping(args.layer_ratios, "layer ratio spec {layer: keep ratio}")
         return {"layer_ratios": {str(k): v for k, v in spec.items()}}
     return {"params_removed": 0.9 if args.ratio is None else args.ratio}
 
@@ -140,7 +138,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         model, args.method, _target(args), args.seed, tr, te, meta.get("model", "model"),
         dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_optimizer=args.finetune_optimizer, example_inputs=te.x[:2], device=args.device,
-        prune_coupled=args.prune_coupled,
+        prune_coupled=args.prune_coupled, allocation=args.allocation,
         **_options(args.option))
     tuned = tuned.cpu()
     before["accuracy"] = record["acc_unpruned"]
@@ -174,7 +172,65 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in methods():
         print(f"{name:16s} {method_description(name)}")
+    for name, peer in PEERS.items():
+        print(f"{name:16s} {peer.description} (benchmarks and `prune` only)")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    pruned, pmeta = io.load_with_metadata(args.pruned)
+    original, ometa = io.load_with_metadata(args.original)
+    dataset = pmeta.get("dataset") or ometa.get("dataset")
+    x = _example_inputs(original, dataset, args.data_root)
+    checks = verify_checkpoint_record(pruned, pmeta.get("pruned"), original, x, seed=args.seed,
+                                      n_random=args.queries, steps=args.steps)
+    rows = [("layer", "units", "kept", "rank", "total sens.", "err random", "err ascent",
+             "bound", "eps (sampling)", "ok")]
+    for c in checks:
+        rows.append((c.name, str(c.units), str(c.kept), str(c.rank),
+                     f"{c.total_sensitivity:.1f}", f"{c.error_random:.4f}",
+                     f"{c.error_ascent:.4f}", f"{c.bound:.4f}",
+                     "-" if c.eps_sampling is None else f"{c.eps_sampling:.3f}",
+                     "yes" if c.within_bound else "NO"))
+    _print_table(rows)
+    if args.json:
+        io.write_json(args.json, {"pruned": str(args.pruned), "original": str(args.original),
+                                  "layers": [c.to_dict() for c in checks]},
+                      overwrite=args.overwrite)
+    return 0 if all(c.within_bound for c in checks) else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    md = _out_path(args.results_md, args.overwrite)
+    configs = [load_config(c) for c in args.config]
+    sections = []
+    for cfg, path in zip(configs, args.config, strict=True):
+        records = read_records(cfg.records) if args.no_run else run_bench(cfg, args.data_root)
+        if not records:
+            print(f"{cfg.name}: no records yet in {cfg.records}")
+            sections.append((cfg.name, [], f"coreprune bench {path}"))
+            continue
+        png = plot_records(records, cfg.records.with_suffix(".png"), cfg.name)
+        print(f"{cfg.name}: {len(records)} records, plot {png}")
+        sections.append((cfg.name, records, png))
+    if md is not None:
+        command = " ".join(["coreprune bench", *args.config, "--no-run", "--results-md",
+                            args.results_md, "--overwrite"])
+        rel = [(t, r, os.path.relpath(png, md.parent) if r else png) for t, r, png in sections]
+        io.atomic_write_bytes(md, results_markdown(rel, command).encode(), args.overwrite)
+        print(f"results table written to {md}")
+    return 0
+
+
+def _example_inputs(model: torch.nn.Module, dataset: str | None,
+                    data_root: str | None) -> torch.Tensor:
+    """Two inputs for tracing: the model's declared shape, else two test images."""
+    try:
+        return default_example_inputs(model)
+    except InvalidArgumentError:
+        if dataset is None:
+            raise
+        return load_dataset(dataset, data_root)[1].x[:2]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -241,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method option, e.g. --option projection=16")
     p.add_argument("--prune-coupled", action="store_true",
                    help="also prune channels coupled across residual additions")
+    p.add_argument("--allocation", choices=("uniform", "sensitivity"), default="uniform",
+                   help="split a global target over layers uniformly or by total sensitivity")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
@@ -258,6 +316,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list the registered importance methods")
     p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("bench", help="run benchmark configs (resumable), plot, write RESULTS.md")
+    p.add_argument("config", nargs="+", help="YAML configs (see benchmarks/*.yaml)")
+    p.add_argument("--no-run", action="store_true", help="only plot and tabulate the records")
+    p.add_argument("--results-md", help="write the Markdown results table here")
+    p.add_argument("--data-root")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --results-md")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("verify", help="measure each pruned layer's coreset error against its "
+                       "bound (METHOD §2); exit 1 if a bound is exceeded")
+    p.add_argument("pruned", help="checkpoint written by `coreprune prune --out`")
+    p.add_argument("original", help="the checkpoint it was pruned from")
+    p.add_argument("--queries", type=int, default=256, help="random queries per layer")
+    p.add_argument("--steps", type=int, default=100, help="gradient-ascent steps per start")
+    p.add_argument("--seed", type=int, default=0)
+    common(p)
+    p.set_defaults(func=cmd_verify)
     return ap
 
 
@@ -265,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        device = getattr(args, "device", None)
+        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidArgumentError(f"--device {device}: CUDA is not available here")
         return int(args.func(args))
     except CorepruneError as exc:
         print(f"coreprune: error: {exc}", file=sys.stderr)

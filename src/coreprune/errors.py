@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "OutputExistsError",
     "GeometryError",
+    "DeviceMismatchError",
 ]
 
 
@@ -53,3 +54,7 @@ class OutputExistsError(CorepruneError, FileExistsError):
 
 class GeometryError(CorepruneError, ValueError):
     """A geometric routine received input it cannot handle (wrong shape, non-finite)."""
+
+
+class DeviceMismatchError(CorepruneError, ValueError):
+    """A model (or its inputs) is on another device than the one asked for, or on several."""

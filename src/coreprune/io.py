@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, DataFileError, OutputExistsError
 
 __all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json",
-           "check_output_path", "FORMAT"]
+           "check_output_path", "read_yaml_mapping", "FORMAT"]
 
 FORMAT = "coreprune-checkpoint/1"
 
@@ -38,6 +39,24 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     if not path.parent.is_dir():
         raise CheckpointError(f"output folder {path.parent} does not exist")
     return path
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The mapping in the YAML (or JSON) file ``path``; ``what`` names it in errors.
+
+    Raises:
+        DataFileError: missing file, not YAML, or not a mapping.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataFileError(f"{what} not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise DataFileError(f"{p}: not YAML/JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataFileError(f"{p}: expected a mapping ({what})")
+    return data
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -74,8 +93,12 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
     p = check_output_path(path, overwrite)
+    from . import __version__
+
+    meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
+            **(metadata or {})}
     payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),
-               "arch": getattr(model, "arch", None), "metadata": metadata or {}}
+               "arch": getattr(model, "arch", None), "metadata": meta}
     _atomic(p, lambda f: torch.save(payload, f))
     return p
 

@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from .data import Split
 from .errors import InvalidArgumentError
+from .validation import check_device
 
 __all__ = ["train", "evaluate", "finetune", "FINETUNE_EPOCHS", "FINETUNE_LR", "FINETUNE_OPTIMIZER",
            "FINETUNE_CLIP"]
@@ -23,8 +24,12 @@ FINETUNE_CLIP = 5.0
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000,
              device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy in percent of ``model`` on ``split`` (eval mode; mode restored after)."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    """Top-1 accuracy in percent of ``model`` on ``split`` (eval mode; mode restored after).
+
+    Raises:
+        DeviceMismatchError: ``model`` is not on ``device`` (when given).
+    """
+    device = check_device(model, device)
     was_training = model.training
     model.eval()
     correct = 0

@@ -6,10 +6,47 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
-from .errors import GeometryError, InvalidArgumentError
+from .errors import DeviceMismatchError, GeometryError, InvalidArgumentError
 
-__all__ = ["check_fraction", "check_points", "check_weights_vector", "check_positive_int"]
+__all__ = ["check_fraction", "check_points", "check_weights_vector", "check_positive_int",
+           "check_device"]
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def check_device(model: torch.nn.Module, device: str | torch.device | None = None,
+                 inputs: torch.Tensor | None = None) -> torch.device:
+    """The one device all of ``model``'s parameters and buffers are on.
+
+    Raises:
+        DeviceMismatchError: the tensors are on several devices, not on ``device`` (when
+            given), or ``inputs`` is on another device; the message names the tensor.
+        InvalidArgumentError: ``device`` is not a device name.
+    """
+    try:
+        want = None if device is None else torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InvalidArgumentError(f"device must be e.g. 'cpu' or 'cuda', got {device!r}") from None
+    found: torch.device | None = None
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if found is None:
+            found = t.device
+        elif not _same_device(t.device, found):
+            raise DeviceMismatchError(f"model is on several devices: {name!r} is on {t.device}, "
+                                      f"earlier tensors on {found}")
+        if want is not None and not _same_device(t.device, want):
+            raise DeviceMismatchError(f"model tensor {name!r} is on {t.device}, but device "
+                                      f"{want} was asked for; move the model with "
+                                      f".to({str(want)!r})")
+    found = found if found is not None else torch.device("cpu")
+    if inputs is not None and not _same_device(inputs.device, found):
+        raise DeviceMismatchError(f"example inputs are on {inputs.device} but the model is on "
+                                  f"{found}")
+    return found
 
 
 def check_fraction(value: Any, name: str) -> float:

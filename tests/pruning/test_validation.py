@@ -84,3 +84,28 @@ def test_nothing_to_prune():
 def test_exactly_one_target():
     with pytest.raises(InvalidArgumentError, match="exactly one"):
         Pruner("l1", params_removed=0.3, keep_ratio=0.5)
+
+
+def test_device_mismatch_is_named():
+    from coreprune.errors import DeviceMismatchError
+
+    with pytest.raises(DeviceMismatchError, match="0.weight.*cuda"):
+        Pruner("l1", params_removed=0.3, device="cuda").fit(mlp())
+    with pytest.raises(DeviceMismatchError, match="example inputs are on meta"):
+        prune(mlp(), params_removed=0.3, example_inputs=torch.randn(2, 6, device="meta"))
+    m = mlp()
+    m[2].to("meta")
+    with pytest.raises(DeviceMismatchError, match="several devices.*2.weight"):
+        prune(m, params_removed=0.3)
+    prune(mlp(), params_removed=0.3, device="cpu")  # the right device is fine
+
+
+def test_all_zero_layer_prunes_without_nan():
+    m = mlp()
+    with torch.no_grad():
+        m[0].weight.zero_()
+        m[0].bias.zero_()
+    for method in ("coreset", "coreset-theory", "mussay", "l1"):
+        out = prune(m, method=method, keep_ratio=0.5)
+        assert out[0].out_features == 5
+        assert all(torch.isfinite(p).all() for p in out.parameters())

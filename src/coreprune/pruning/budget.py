@@ -2,7 +2,8 @@
 
 The cost of every ``Conv``/``Linear``/``BatchNorm`` is bilinear in the fractions of its output
 and input channels kept, so the cost of any assignment of keep counts is exact and cheap; a
-bisection finds the uniform keep-ratio that meets the target.
+bisection finds the uniform keep-ratio (or the scale of keep counts proportional to each layer's
+total sensitivity) that meets the target.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from torch import nn
 from ..errors import BudgetError
 from .groups import NORMS, PRODUCERS, UnitGroup, _full_group
 
-__all__ = ["CostModel", "build_cost_model", "uniform_keep_counts", "keep_counts_from_ratios"]
+__all__ = ["CostModel", "build_cost_model", "uniform_keep_counts", "proportional_keep_counts",
+           "keep_counts_from_ratios"]
 
 
 @dataclass
@@ -106,21 +108,38 @@ def uniform_keep_counts(cost: CostModel, target: float, metric: str = "params") 
     Raises:
         BudgetError: the target cannot be met even keeping one unit per group.
     """
+    return proportional_keep_counts(cost, target, [float(n) for n in cost.n_units], metric)
+
+
+def proportional_keep_counts(cost: CostModel, target: float, shares: list[float],
+                             metric: str = "params") -> list[int]:
+    """Keep counts ``min(n_g, max(1, round(c * shares[g])))`` for the largest c that removes at
+    least ``target`` of ``metric``.
+
+    ``shares = n_g`` is the uniform rule; ``shares = t_g``, each layer's total sensitivity, keeps
+    coresets of sizes proportional to t_g, the size METHOD §2 needs for the same eps in every
+    layer (``N = O(t / eps^2 ...)``).
+
+    Raises:
+        BudgetError: the target cannot be met even keeping one unit per group.
+    """
     fn = cost.params if metric == "params" else cost.flops
     full = fn(cost.n_units)
+    shares = [max(float(s), 1e-12) for s in shares]
 
-    def keep_at(rho: float) -> list[int]:
-        return [int(min(n, max(1, round(rho * n)))) for n in cost.n_units]
+    def keep_at(c: float) -> list[int]:
+        return [int(min(n, max(1, round(c * s)))) for n, s in zip(cost.n_units, shares,
+                                                                  strict=True)]
 
-    def removed(rho: float) -> float:
-        return 1.0 - fn(keep_at(rho)) / full
+    def removed(c: float) -> float:
+        return 1.0 - fn(keep_at(c)) / full
 
     if removed(0.0) < target:
         raise BudgetError(
             f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
             f"prunable layer removes only {removed(0.0):.1%} (the rest is in layers coreprune "
             f"does not prune)")
-    lo, hi = 0.0, 1.0
+    lo, hi = 0.0, max(n / s for n, s in zip(cost.n_units, shares, strict=True))
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if removed(mid) >= target:

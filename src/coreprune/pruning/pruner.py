@@ -19,15 +19,28 @@ from tqdm.auto import tqdm
 from ..errors import InvalidArgumentError, InvalidWeightsError, UnsupportedModelError
 from ..importance import ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
-from .budget import build_cost_model, keep_counts_from_ratios, uniform_keep_counts
+from ..validation import check_device
+from .budget import (
+    build_cost_model,
+    keep_counts_from_ratios,
+    proportional_keep_counts,
+    uniform_keep_counts,
+)
 from .groups import PRODUCERS, UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
+
+ALLOCATIONS = ("uniform", "sensitivity")
 
 __all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "check_model", "default_example_inputs"]
 
 
 @dataclass
 class LayerReport:
-    """What happened to one group."""
+    """What happened to one group.
+
+    ``indices`` are the kept units (in the original numbering) and ``weights`` the factor
+    folded into each one's outgoing weights (all 1.0 when nothing was folded); together they
+    let :func:`coreprune.verify.verify_layers` rebuild the coreset from the original model.
+    """
 
     name: str
     n_units: int
@@ -35,6 +48,8 @@ class LayerReport:
     folded: bool
     seconds: float
     info: dict[str, Any] = field(default_factory=dict)
+    indices: list[int] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -66,10 +81,12 @@ class PruneReport:
         return d
 
 
-def check_model(model: Any) -> nn.Module:
-    """Check ``model`` is an ``nn.Module`` whose parameters are finite floating-point tensors."""
+def check_model(model: Any, device: str | torch.device | None = None) -> nn.Module:
+    """Check ``model`` is an ``nn.Module`` whose parameters are finite floating-point tensors,
+    all on one device (``device``, when given)."""
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_device(model, device)
     found = False
     for name, p in model.named_parameters():
         found = True
@@ -116,6 +133,10 @@ class Pruner:
         prune_coupled: also prune channels coupled across residual additions.
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
+        device: the device the model must be on (``None``: any single device).
+        allocation: how a global target is split over layers: ``"uniform"`` (every group keeps
+            the same fraction) or ``"sensitivity"`` (keep counts proportional to each group's
+            total sensitivity under the default coreset, METHOD §2: the same eps per layer).
         **options: passed to the method (e.g. ``projection=16``, ``selection="sample"``).
 
     After :meth:`fit`: ``groups_`` (the prunable groups), ``selections_`` (one per group) and
@@ -127,6 +148,7 @@ class Pruner:
                  keep_ratio: float | None = None, layer_ratios: dict[str, float] | None = None,
                  seed: int = 0, fold: bool = True, prune_coupled: bool = False,
                  ignored_layers: tuple[nn.Module, ...] = (), progress: bool = False,
+                 device: str | torch.device | None = None, allocation: str = "uniform",
                  **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
@@ -154,12 +176,18 @@ class Pruner:
         self.method = get_method(method, **options)
         self.seed, self.fold, self.prune_coupled = int(seed), fold, prune_coupled
         self.ignored_layers, self.progress = tuple(ignored_layers), progress
+        self.device = device
+        if allocation not in ALLOCATIONS:
+            raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, "
+                                       f"got {allocation!r}")
+        self.allocation = allocation
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
         """Choose the units of every group of ``model`` (which is not modified)."""
-        check_model(model)
+        check_model(model, self.device)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
+        check_device(model, inputs=x)
         work = copy.deepcopy(model)
         ignored = tuple(m2 for m1, m2 in zip(model.modules(), work.modules(), strict=True)
                         if any(m1 is m for m in self.ignored_layers))
@@ -183,7 +211,12 @@ class Pruner:
         else:
             cost = build_cost_model(graph, groups, x)
             metric = "params" if self.target_kind == "params_removed" else "flops"
-            keep = uniform_keep_counts(cost, float(self.target_value), metric)
+            if self.allocation == "uniform":
+                keep = uniform_keep_counts(cost, float(self.target_value), metric)
+            else:
+                sens = get_method("coreset")
+                totals = [float(sens.scores(unit_set(graph, g)).sum()) for g in groups]
+                keep = proportional_keep_counts(cost, float(self.target_value), totals, metric)
         selections, seconds = [], []
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
                    disable=not self.progress)
@@ -211,7 +244,7 @@ class Pruner:
         if not hasattr(self, "selections_"):
             raise InvalidArgumentError("call fit(model) before transform(model)")
         t0 = time.perf_counter()
-        check_model(model)
+        check_model(model, self.device)
         x = self.example_inputs_
         pruned = copy.deepcopy(model)
         graph = build_graph(pruned, x)
@@ -226,11 +259,14 @@ class Pruner:
             apply_selection(graph, g_here, sel, fold=self.fold)
             folded = bool(self.fold and g.foldable and not np.all(sel.weights == 1.0))
             info = {k: v for k, v in sel.info.items() if k != "identity"}
-            layers.append(LayerReport(g.name, g.n_units, int(sel.indices.size), folded, sec, info))
+            applied = sel.weights if folded else np.ones(sel.indices.size)
+            layers.append(LayerReport(g.name, g.n_units, int(sel.indices.size), folded, sec, info,
+                                      [int(i) for i in sel.indices],
+                                      [float(w) for w in applied]))
         self.report_ = PruneReport(
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, "fold": self.fold,
-                    "prune_coupled": self.prune_coupled},
+                    "prune_coupled": self.prune_coupled, "allocation": self.allocation},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers)

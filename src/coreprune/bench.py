@@ -1,0 +1,328 @@
+"""The benchmark harness behind ``coreprune bench CONFIG``: every method x compression level x
+seed on one trained model, one JSON record per run, resumable; plots and a Markdown table.
+
+A config is a YAML file (see ``benchmarks/*.yaml``)::
+
+    name: lenet300_fmnist
+    model: lenet300                 # a zoo name (coreprune.models.MODELS)
+    dataset: fashion-mnist
+    checkpoint: runs/lenet300_fmnist.pt   # the trained model; trained here if missing
+    train: {epochs: 15, lr: 0.001, optimizer: adam, seed: 0}
+    methods: [coreset, coreset-theory, mussay, l1, l2, random, tp-magnitude, tp-taylor]
+    params_removed: [0.7, 0.8, 0.9]
+    seeds: [0, 1, 2]
+    finetune: {epochs: 20, lr: 0.05, optimizer: sgd}
+    records: benchmarks/results/lenet300_fmnist_bench.jsonl
+
+Records are appended to ``records`` (JSON Lines) one at a time, flushed and fsynced; a run
+killed half-way leaves complete lines (a torn last line is dropped on the next start) and the
+next start skips every (method, params_removed, seed) already recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import io
+from .data import DATASETS, load_dataset
+from .errors import CheckpointError, DataFileError, InvalidArgumentError
+from .experiment import RECORD_KEYS, prune_and_evaluate
+from .importance import methods as registered_methods
+from .models import MODELS, build_model
+from .pruning.peers import PEERS
+from .train import evaluate, train
+from .validation import check_fraction
+
+__all__ = ["BenchConfig", "load_config", "read_records", "run_bench", "summarize",
+           "plot_records", "results_markdown"]
+
+
+@dataclass
+class BenchConfig:
+    """A validated benchmark configuration (fields as in the module docstring)."""
+
+    name: str
+    model: str
+    dataset: str
+    checkpoint: Path
+    records: Path
+    methods: list[str]
+    params_removed: list[float]
+    seeds: list[int]
+    train: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    source: Path | None = None
+
+
+_TRAIN_KEYS = {"epochs", "lr", "optimizer", "weight_decay", "seed", "batch_size"}
+_FINETUNE_KEYS = {"epochs", "lr", "optimizer"}
+_KEYS = {"name", "model", "dataset", "checkpoint", "records", "methods", "params_removed",
+         "seeds", "train", "finetune", "device"}
+
+
+def load_config(path: str | os.PathLike) -> BenchConfig:
+    """Read and check a benchmark config; relative paths are relative to the working folder.
+
+    Raises:
+        DataFileError: missing file, not YAML, or not a mapping.
+        InvalidArgumentError: an unknown key, model, dataset or method, or a bad value (named).
+    """
+    p = Path(path)
+    raw = io.read_yaml_mapping(p, "benchmark config")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise InvalidArgumentError(f"{p}: unknown keys {sorted(unknown)}; known: {sorted(_KEYS)}")
+    missing = {"name", "model", "dataset", "checkpoint", "records", "methods",
+               "params_removed", "seeds"} - set(raw)
+    if missing:
+        raise InvalidArgumentError(f"{p}: missing keys {sorted(missing)}")
+    if raw["model"] not in MODELS:
+        raise InvalidArgumentError(f"{p}: model {raw['model']!r} is not in the zoo "
+                                   f"({', '.join(sorted(MODELS))})")
+    if raw["dataset"] not in DATASETS:
+        raise InvalidArgumentError(f"{p}: dataset {raw['dataset']!r} is not one of {DATASETS}")
+    known = set(registered_methods()) | set(PEERS)
+    for m in raw["methods"]:
+        if m not in known:
+            raise InvalidArgumentError(f"{p}: unknown method {m!r}; known: {sorted(known)}")
+    ratios = [check_fraction(r, f"{p}: params_removed") for r in raw["params_removed"]]
+    seeds = raw["seeds"]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise InvalidArgumentError(f"{p}: seeds must be a list of integers, got {seeds!r}")
+    for key, allowed in (("train", _TRAIN_KEYS), ("finetune", _FINETUNE_KEYS)):
+        sub = raw.get(key, {})
+        if not isinstance(sub, dict):
+            raise InvalidArgumentError(f"{p}: {key} must be a mapping")
+        if set(sub) - allowed:
+            raise InvalidArgumentError(f"{p}: unknown {key} keys {sorted(set(sub) - allowed)}; "
+                                       f"known: {sorted(allowed)}")
+    return BenchConfig(str(raw["name"]), raw["model"], raw["dataset"], Path(raw["checkpoint"]),
+                       Path(raw["records"]), list(raw["methods"]), ratios, list(seeds),
+                       dict(raw.get("train", {})), dict(raw.get("finetune", {})),
+                       raw.get("device"), p)
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Records of a JSON Lines file (or a JSON list); a torn last line is ignored.
+
+    Raises:
+        DataFileError: a line other than the last is not valid JSON.
+    """
+    p = Path(path)
+    if not p.exists():
+        return []
+    text = p.read_text()
+    if p.suffix == ".json":
+        return list(json.loads(text))
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                break  # torn by an interrupted write: redone on this start
+            raise DataFileError(f"{p}: line {i + 1} is not a JSON record") from None
+    return out
+
+
+def _append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as one line; drop a torn last line first."""
+    if path.exists():
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            path.write_text(text[: text.rfind("\n") + 1])
+    with open(path, "a") as f:
+        f.write(json.dumps(record, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _key(method: str, ratio: float, seed: int) -> tuple[str, float, int]:
+    return method, round(float(ratio), 6), int(seed)
+
+
+def _trained_model(cfg: BenchConfig, train_split, log: Callable[[str], None]) -> torch.nn.Module:
+    if cfg.checkpoint.exists():
+        model, meta = io.load_with_metadata(cfg.checkpoint)
+        if meta.get("model", cfg.model) != cfg.model:
+            raise CheckpointError(f"{cfg.checkpoint} holds a {meta.get('model')!r}, the config "
+                                  f"asks for {cfg.model!r}")
+        return model
+    t = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "seed": 0, **cfg.train}
+    log(f"training {cfg.model} on {cfg.dataset} ({t}); cached in {cfg.checkpoint}")
+    torch.manual_seed(t["seed"])
+    c, h = int(train_split.x.shape[1]), int(train_split.x.shape[2])
+    model = (build_model(cfg.model, in_channels=c, image_size=h) if cfg.model == "lenet300"
+             else build_model(cfg.model, in_channels=c))
+    train(model, train_split, device=cfg.device, progress=False, **t)
+    cfg.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    io.save(model.cpu(), cfg.checkpoint, {"model": cfg.model, "dataset": cfg.dataset, **t})
+    return model
+
+
+def run_bench(cfg: BenchConfig, data_root: str | None = None,
+              log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every (method, params_removed, seed) of ``cfg`` not yet in ``cfg.records``.
+
+    Returns every record of the file (old and new).
+    """
+    tr, te = load_dataset(cfg.dataset, data_root)
+    model = _trained_model(cfg, tr, log)
+    if cfg.device:
+        model.to(cfg.device)
+    cfg.records.parent.mkdir(parents=True, exist_ok=True)
+    done = {_key(r["method"], r["target"]["params_removed"], r["seed"])
+            for r in read_records(cfg.records)}
+    todo = [(m, r, s) for r in cfg.params_removed for m in cfg.methods for s in cfg.seeds
+            if _key(m, r, s) not in done]
+    log(f"{cfg.name}: {len(done)} records found, {len(todo)} to run -> {cfg.records}")
+    acc0 = evaluate(model, te) if todo else None
+    ft = {"finetune_epochs": cfg.finetune.get("epochs", 20),
+          "finetune_lr": cfg.finetune.get("lr", 0.05),
+          "finetune_optimizer": cfg.finetune.get("optimizer", "sgd")}
+    x = te.x[:2].to(next(model.parameters()).device)
+    for i, (method, ratio, seed) in enumerate(todo):
+        rec, _, _ = prune_and_evaluate(model, method, {"params_removed": ratio}, seed, tr, te,
+                                       cfg.model, cfg.dataset, acc_unpruned=acc0,
+                                       example_inputs=x, device=cfg.device, **ft)
+        rec["data_independent"] = PEERS[method].data_independent if method in PEERS else True
+        _append_record(cfg.records, rec)
+        log(f"[{i + 1}/{len(todo)}] {method:15s} removed {rec['params_removed']:.3f} seed {seed}"
+            f"  pruned {rec['acc_pruned']:6.2f}  fine-tuned {rec['acc_finetuned']:6.2f}  "
+            f"({rec['prune_seconds']:.1f} s)")
+    return read_records(cfg.records)
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, target): mean and population sd over seeds of both accuracies."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in records:
+        missing = [k for k in RECORD_KEYS if k not in r]
+        if missing:
+            raise DataFileError(f"a record lacks keys {missing}")
+        target = r.get("target", {}).get("params_removed", r["params_removed"])
+        groups.setdefault((r["method"], round(float(target), 6)), []).append(r)
+    rows = []
+    for (method, target), rs in groups.items():
+        a = [r["acc_pruned"] for r in rs]
+        b = [r["acc_finetuned"] for r in rs]
+        rows.append({"method": method, "target": target,
+                     "params_removed": statistics.mean(r["params_removed"] for r in rs),
+                     "seeds": len(rs), "pruned_mean": statistics.mean(a),
+                     "pruned_sd": statistics.pstdev(a), "finetuned_mean": statistics.mean(b),
+                     "finetuned_sd": statistics.pstdev(b),
+                     "data_independent": all(r.get("data_independent", True) for r in rs),
+                     "acc_unpruned": rs[0]["acc_unpruned"],
+                     "prune_seconds": statistics.mean(r.get("prune_seconds", 0.0) for r in rs)})
+    rows.sort(key=lambda row: (row["target"], row["method"]))
+    return rows
+
+
+def plot_records(records: list[dict[str, Any]], path: str | os.PathLike, title: str) -> Path:
+    """Accuracy vs parameters removed, one line per method (mean, band: min..max over seeds),
+    before and after fine-tuning side by side; written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summarize(records)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for ax, key, label in ((axes[0], "acc_pruned", "before fine-tuning"),
+                           (axes[1], "acc_finetuned", "after fine-tuning")):
+        for method in sorted({r["method"] for r in rows}):
+            pts = sorted(r["target"] for r in rows if r["method"] == method)
+            xs, mean, lo, hi = [], [], [], []
+            for t in pts:
+                vals = [r[key] for r in records if r["method"] == method
+                        and round(float(r.get("target", {}).get("params_removed",
+                                                                r["params_removed"])), 6) == t]
+                xs.append(100 * t)
+                mean.append(statistics.mean(vals))
+                lo.append(min(vals))
+                hi.append(max(vals))
+            style = "-" if method.startswith("coreset") else "--"
+            (line,) = ax.plot(xs, mean, style, marker="o", label=method,
+                              linewidth=2.2 if method == "coreset" else 1.2)
+            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.axhline(rows[0]["acc_unpruned"], color="k", linewidth=0.8, linestyle=":",
+                   label="unpruned")
+        ax.set_title(f"{title}: {label}")
+        ax.set_xlabel("parameters removed (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def _verdict(rows: list[dict[str, Any]], target: float) -> str:
+    at = [r for r in rows if r["target"] == target]
+    ours = next((r for r in at if r["method"] == "coreset"), None)
+    if ours is None:
+        return ""
+    free = [r for r in at if r["data_independent"] and r["method"] != "coreset"]
+    beaten = [r["method"] for r in free if r["pruned_mean"] > ours["pruned_mean"] + 1e-9]
+    best = max(at, key=lambda r: r["finetuned_mean"])
+    gap = best["finetuned_mean"] - ours["finetuned_mean"]
+    a = ("before fine-tuning: coreset ≥ every data-independent baseline" if not beaten else
+         f"before fine-tuning: coreset BELOW {', '.join(beaten)}")
+    b = (f"after fine-tuning: {gap:.2f} below the best ({best['method']})" if gap > 0 else
+         "after fine-tuning: coreset is the best")
+    flag = " — within 0.5: yes" if gap <= 0.5 else " — within 0.5: NO"
+    return f"{a}; {b}{flag}"
+
+
+def results_markdown(sections: list[tuple[str, list[dict[str, Any]], str]],
+                     command: str) -> str:
+    """The Markdown of ``benchmarks/RESULTS.md``: per section (title, records, PNG name) a
+    table of mean ± sd over seeds per method and compression level, and a verdict line per
+    level; a section without records says so (its third item is then the command to run)."""
+    lines = ["# Benchmark results", "",
+             "Generated from the JSON records by", "", f"    {command}", "",
+             "Accuracies are test top-1 in percent, mean ± population sd over seeds; "
+             "`data-dep.` marks a method that reads training data (the rest read weights only). "
+             "Torch-Pruning peers prune to the same per-layer widths as coreprune's methods.", ""]
+    for title, records, png in sections:
+        if not records:
+            lines += [f"## {title}", "", f"No records yet. Run `{png}` (resumable), then "
+                      "regenerate this file.", ""]
+            continue
+        rows = summarize(records)
+        ft = records[0].get("finetune", {})
+        lines += [f"## {title}", "",
+                  f"Unpruned accuracy {rows[0]['acc_unpruned']:.2f}; fine-tuning "
+                  f"{ft.get('epochs')} epochs {ft.get('optimizer')} lr {ft.get('lr')}; "
+                  f"{len(records)} records.", "", f"![{title}]({png})", "",
+                  "| params removed | method | seeds | pruned | fine-tuned | prune time (s) |",
+                  "|---|---|---|---|---|---|"]
+        for r in rows:
+            name = r["method"] + ("" if r["data_independent"] else " (data-dep.)")
+            lines.append(f"| {100 * r['params_removed']:.1f}% | {name} | {r['seeds']} | "
+                         f"{r['pruned_mean']:.2f} ± {r['pruned_sd']:.2f} | "
+                         f"{r['finetuned_mean']:.2f} ± {r['finetuned_sd']:.2f} | "
+                         f"{r['prune_seconds']:.2f} |")
+        lines.append("")
+        for t in sorted({r["target"] for r in rows}):
+            v = _verdict(rows, t)
+            if v:
+                lines.append(f"- {100 * t:.0f}% target: {v}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+from torch import nn
+
+from coreprune import BudgetError, InvalidArgumentError
+from coreprune.metrics import count_params
+from coreprune.models import build_model
+from coreprune.pruning import Pruner
+from coreprune.pruning.budget import (
+    build_cost_model,
+    proportional_keep_counts,
+    uniform_keep_counts,
+)
+from coreprune.pruning.groups import build_graph, find_unit_groups
+
+
+def cost_of(model, x):
+    graph = build_graph(model, x)
+    groups = find_unit_groups(graph)
+    return build_cost_model(graph, groups, x), groups
+
+
+def test_proportional_rule_meets_target_and_follows_shares():
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                          nn.Linear(40, 5))
+    cost, _ = cost_of(model, torch.randn(2, 20))
+    full = cost.params(cost.n_units)
+    keep = proportional_keep_counts(cost, 0.6, [1.0, 3.0])
+    assert 1 - cost.params(keep) / full >= 0.6
+    assert keep[1] > keep[0]  # three times the share, more units
+    assert uniform_keep_counts(cost, 0.6) == proportional_keep_counts(cost, 0.6, [40.0, 40.0])
+    with pytest.raises(BudgetError, match="impossible"):
+        proportional_keep_counts(cost, 0.999, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("target", [0.3, 0.6])
+def test_sensitivity_allocation_on_a_cnn(target):
+    model = build_model("resnet20", in_channels=1)
+    x = torch.randn(2, 1, 32, 32)
+    pruner = Pruner("l1", params_removed=target, allocation="sensitivity")
+    pruned = pruner.fit_transform(model, x)
+    assert pruner.report_.params_removed >= target
+    assert pruner.report_.params_after == count_params(pruned)
+    assert pruner.report_.target["allocation"] == "sensitivity"
+    assert pruned(x).shape == (2, 10)
+
+
+def test_unknown_allocation_is_named():
+    with pytest.raises(InvalidArgumentError, match="allocation"):
+        Pruner("l1", params_removed=0.5, allocation="greedy")

@@ -1,0 +1,36 @@
+import pytest
+import torch
+from torch import nn
+
+from coreprune.errors import InvalidArgumentError, UnsupportedModelError
+from coreprune.metrics import count_params
+from coreprune.models import build_model
+from coreprune.pruning import Pruner
+from coreprune.pruning.peers import PEERS, prune_with_torch_pruning
+
+
+@pytest.mark.parametrize("peer", sorted(PEERS))
+def test_peer_prunes_to_coreprunes_structure(peer):
+    model = build_model("resnet20", in_channels=1)
+    x = torch.randn(2, 1, 32, 32)
+    structure = Pruner("l1", params_removed=0.4).fit(model, x)
+    ref = structure.transform(model)
+    calib = (torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = prune_with_torch_pruning(model, peer, structure.groups_, structure.keep_counts_, x,
+                                   calib)
+    assert count_params(out) == count_params(ref) < count_params(model)
+    assert out(x).shape == (2, 10)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_peer_errors_are_named():
+    mlp = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3))
+    s = Pruner("l1", keep_ratio=0.5).fit(mlp)
+    x = torch.randn(2, 6)
+    with pytest.raises(UnsupportedModelError, match="BatchNorm"):
+        prune_with_torch_pruning(mlp, "tp-bnscale", s.groups_, s.keep_counts_, x)
+    with pytest.raises(InvalidArgumentError, match="calibration"):
+        prune_with_torch_pruning(mlp, "tp-taylor", s.groups_, s.keep_counts_, x)
+    with pytest.raises(InvalidArgumentError, match="unknown peer"):
+        prune_with_torch_pruning(mlp, "tp-nope", s.groups_, s.keep_counts_, x)

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from coreprune.bench import load_config, read_records, run_bench
+from coreprune.cli import main
+from coreprune.errors import DataFileError, InvalidArgumentError
+
+CONFIG = """
+name: tiny
+model: lenet300
+dataset: digits
+checkpoint: {d}/model.pt
+train: {{epochs: 1}}
+methods: [coreset, l1, tp-magnitude]
+params_removed: [0.5]
+seeds: [0, 1]
+finetune: {{epochs: 0}}
+records: {d}/records.jsonl
+"""
+
+
+def write_config(tmp_path, **changes):
+    text = CONFIG.format(d=tmp_path)
+    for k, v in changes.items():
+        text = "\n".join(f"{k}: {v}" if line.startswith(f"{k}:") else line
+                         for line in text.splitlines())
+    p = tmp_path / "bench.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_resumes_without_redoing_records(tmp_path):
+    cfg = load_config(write_config(tmp_path))
+    records = run_bench(cfg, log=lambda s: None)
+    assert len(records) == 6
+    assert {r["method"] for r in records} == {"coreset", "l1", "tp-magnitude"}
+    for r in records:
+        for key in ("model", "dataset", "method", "seed", "params_removed", "flops_removed",
+                    "acc_unpruned", "acc_pruned", "acc_finetuned", "prune_seconds"):
+            assert key in r
+    # a killed run: the last record torn half-way, another never written
+    path = cfg.records
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
+    assert len(read_records(path)) == 4
+    logged = []
+    records = run_bench(cfg, log=logged.append)
+    assert "4 records found, 2 to run" in logged[0]
+    assert len(records) == 6 and len(path.read_text().splitlines()) == 6
+    again = run_bench(cfg, log=logged.append)
+    assert again == records  # nothing redone
+
+
+def test_bench_cli_writes_plot_and_table(tmp_path, capsys):
+    p = write_config(tmp_path, methods="[l1, random]", seeds="[0]")
+    md = tmp_path / "RESULTS.md"
+    assert main(["bench", str(p), "--results-md", str(md)]) == 0
+    assert (tmp_path / "records.png").stat().st_size > 1000
+    text = md.read_text()
+    assert "| params removed | method |" in text and "coreprune bench" in text
+    assert main(["bench", str(p), "--no-run", "--results-md", str(md)]) == 2  # exists
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"methods": "[coreset, nope]"}, "unknown method 'nope'"),
+    ({"params_removed": "[0.5, 1.2]"}, "params_removed"),
+    ({"model": "alexnet"}, "alexnet"),
+    ({"seeds": "[a]"}, "seeds"),
+    ({"finetune": "{epochs: 1, momentum: 0.5}"}, "momentum"),
+])
+def test_bad_config_is_named(tmp_path, change, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        load_config(write_config(tmp_path, **change))
+
+
+def test_missing_config_and_corrupt_records(tmp_path):
+    with pytest.raises(DataFileError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "r.jsonl"
+    bad.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(DataFileError, match="line 2"):
+        read_records(bad)
+    bad.write_text(json.dumps({"a": 1}) + "\n")
+    assert read_records(bad) == [{"a": 1}]
