@@ -84,3 +84,13 @@ def test_missing_config_and_corrupt_records(tmp_path):
         read_records(bad)
     bad.write_text(json.dumps({"a": 1}) + "\n")
     assert read_records(bad) == [{"a": 1}]
+
+
+def test_committed_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "benchmarks").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.methods and cfg.params_removed and cfg.seeds

@@ -173,7 +173,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for name in methods():
         print(f"{name:16s} {method_description(name)}")
     for name, peer in PEERS.items():
-        print(f"{name:16s} {peer.description} (benchmarks and `prune` only)")
+        print(f"{name:16s} {peer.description} (`coreprune prune` and `bench` only)")
     return 0
 
 

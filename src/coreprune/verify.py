@@ -97,7 +97,8 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
                                   f"pruned model was cut from {rec.get('units')}")
         if "indices" not in rec or "weights" not in rec:
             raise CheckpointError(f"layer {name!r}: the pruned checkpoint records no kept "
-                                  "indices (written by an older coreprune?)")
+                                  "indices (pruned by a Torch-Pruning peer, or by an older "
+                                  "coreprune); verify checks coreprune's own methods")
         idx = np.asarray(rec["indices"], dtype=np.int64)
         w_hat = np.zeros(g.n_units)
         w_hat[idx] = np.asarray(rec["weights"], dtype=np.float64)
