@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from coreprune.cli import main
 
@@ -44,6 +45,13 @@ def test_errors_are_one_line_and_exit_2(trained, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["eval", str(d / "missing.pt")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_asked_without_cuda(trained, capsys):
+    _, ckpt = trained
+    assert main(["eval", str(ckpt), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
 
 
 def test_methods_lists_registry(capsys):
