@@ -73,3 +73,15 @@ def test_cli_verify(tmp_path, capsys):
     # the original passed as the pruned model: no record, one-line error
     assert main(["verify", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")]) == 2
     assert "no pruning record" in capsys.readouterr().err
+
+
+def test_verify_conv_and_coupled_groups():
+    from coreprune.models import build_model
+
+    m = build_model("resnet20", in_channels=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    pruner = Pruner("coreset", params_removed=0.5, prune_coupled=True)
+    pruned = pruner.fit_transform(m, x)
+    checks = verify_checkpoint_record(pruned, _report_stats(pruner), m, x, steps=10)
+    assert len(checks) == len(pruner.groups_) and all(c.within_bound for c in checks)
+    assert all(0 <= c.error_random <= c.error_ascent for c in checks)

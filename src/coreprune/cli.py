@@ -183,7 +183,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     dataset = pmeta.get("dataset") or ometa.get("dataset")
     x = _example_inputs(original, dataset, args.data_root)
     checks = verify_checkpoint_record(pruned, pmeta.get("pruned"), original, x, seed=args.seed,
-                                      n_random=args.queries, steps=args.steps)
+                                      n_random=args.queries, steps=args.steps, progress=True)
     rows = [("layer", "units", "kept", "rank", "total sens.", "err random", "err ascent",
              "bound", "eps (sampling)", "ok")]
     for c in checks:

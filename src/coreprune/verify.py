@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .errors import CheckpointError
 from .geometry import coreset_error_bound, peel_sensitivities
@@ -66,7 +67,7 @@ class LayerCheck:
 def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inputs: torch.Tensor,
                   scaling: str = DEFAULT_SCALING, prune_coupled: bool = False, seed: int = 0,
                   n_random: int = 256, steps: int = 100, tol: float = 1e-2,
-                  delta: float = 0.1) -> list[LayerCheck]:
+                  delta: float = 0.1, progress: bool = False) -> list[LayerCheck]:
     """Measure every recorded layer's coreset error on ``original``'s weights.
 
     Args:
@@ -76,6 +77,9 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
         example_inputs: a batch for tracing ``original``.
         scaling: the point scaling (``CoresetImportance``'s ``scaling``).
         seed: seed of the random queries.
+        progress: show a progress bar over layers (wide conv layers take seconds each: the
+            sensitivities are computed in the whole span, e.g. ~13 s per 512-filter VGG-16 layer
+            on 2 CPU cores).
 
     Raises:
         CheckpointError: a recorded layer is missing from ``original``, has another number of
@@ -86,7 +90,7 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
     groups = {g.name: g for g in find_unit_groups(graph, prune_coupled)}
     points_of = CoresetImportance(scaling=scaling, projection=None).points
     out = []
-    for li, rec in enumerate(layers):
+    for li, rec in enumerate(tqdm(layers, desc="verify", unit="layer", disable=not progress)):
         name = rec.get("name")
         if name not in groups:
             raise CheckpointError(f"layer {name!r} of the pruned model is not a prunable layer "
