@@ -149,8 +149,14 @@ def _append_record(path: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def _key(method: str, ratio: float, seed: int) -> tuple[str, float, int]:
-    return method, round(float(ratio), 6), int(seed)
+def _level(ratio: float) -> float:
+    """A compression level as a dictionary key (configs and records agree to 6 digits)."""
+    return round(float(ratio), 6)
+
+
+def _record_level(record: dict[str, Any]) -> float:
+    """The level a record was asked for (its target; the achieved fraction if it has none)."""
+    return _level(record.get("target", {}).get("params_removed", record["params_removed"]))
 
 
 def _trained_model(cfg: BenchConfig, train_split, log: Callable[[str], None]) -> torch.nn.Module:
@@ -183,10 +189,9 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
     if cfg.device:
         model.to(cfg.device)
     cfg.records.parent.mkdir(parents=True, exist_ok=True)
-    done = {_key(r["method"], r["target"]["params_removed"], r["seed"])
-            for r in read_records(cfg.records)}
+    done = {(r["method"], _record_level(r), r["seed"]) for r in read_records(cfg.records)}
     todo = [(m, r, s) for r in cfg.params_removed for m in cfg.methods for s in cfg.seeds
-            if _key(m, r, s) not in done]
+            if (m, _level(r), s) not in done]
     log(f"{cfg.name}: {len(done)} records found, {len(todo)} to run -> {cfg.records}")
     acc0 = evaluate(model, te) if todo else None
     ft = {"finetune_epochs": cfg.finetune.get("epochs", 20),
@@ -206,23 +211,25 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, target): mean and population sd over seeds of both accuracies."""
+    """One row per (method, target): mean, population sd, min and max over seeds of the
+    accuracy before (``pruned_*``) and after (``finetuned_*``) fine-tuning."""
     groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for r in records:
         missing = [k for k in RECORD_KEYS if k not in r]
         if missing:
             raise DataFileError(f"a record lacks keys {missing}")
-        target = r.get("target", {}).get("params_removed", r["params_removed"])
-        groups.setdefault((r["method"], round(float(target), 6)), []).append(r)
+        groups.setdefault((r["method"], _record_level(r)), []).append(r)
     rows = []
     for (method, target), rs in groups.items():
-        a = [r["acc_pruned"] for r in rs]
-        b = [r["acc_finetuned"] for r in rs]
-        rows.append({"method": method, "target": target,
-                     "params_removed": statistics.mean(r["params_removed"] for r in rs),
-                     "seeds": len(rs), "pruned_mean": statistics.mean(a),
-                     "pruned_sd": statistics.pstdev(a), "finetuned_mean": statistics.mean(b),
-                     "finetuned_sd": statistics.pstdev(b),
+        row = {"method": method, "target": target,
+               "params_removed": statistics.mean(r["params_removed"] for r in rs),
+               "seeds": len(rs)}
+        for name, key in (("pruned", "acc_pruned"), ("finetuned", "acc_finetuned")):
+            vals = [r[key] for r in rs]
+            row.update({f"{name}_mean": statistics.mean(vals),
+                        f"{name}_sd": statistics.pstdev(vals),
+                        f"{name}_min": min(vals), f"{name}_max": max(vals)})
+        rows.append({**row,
                      "data_independent": all(r.get("data_independent", True) for r in rs),
                      "acc_unpruned": rs[0]["acc_unpruned"],
                      "prune_seconds": statistics.mean(r.get("prune_seconds", 0.0) for r in rs)})
@@ -240,19 +247,12 @@ def plot_records(records: list[dict[str, Any]], path: str | os.PathLike, title: 
 
     rows = summarize(records)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    for ax, key, label in ((axes[0], "acc_pruned", "before fine-tuning"),
-                           (axes[1], "acc_finetuned", "after fine-tuning")):
+    for ax, key, label in ((axes[0], "pruned", "before fine-tuning"),
+                           (axes[1], "finetuned", "after fine-tuning")):
         for method in sorted({r["method"] for r in rows}):
-            pts = sorted(r["target"] for r in rows if r["method"] == method)
-            xs, mean, lo, hi = [], [], [], []
-            for t in pts:
-                vals = [r[key] for r in records if r["method"] == method
-                        and round(float(r.get("target", {}).get("params_removed",
-                                                                r["params_removed"])), 6) == t]
-                xs.append(100 * t)
-                mean.append(statistics.mean(vals))
-                lo.append(min(vals))
-                hi.append(max(vals))
+            pts = [r for r in rows if r["method"] == method]  # sorted by target
+            xs = [100 * r["target"] for r in pts]
+            mean, lo, hi = ([r[f"{key}_{s}"] for r in pts] for s in ("mean", "min", "max"))
             style = "-" if method.startswith("coreset") else "--"
             (line,) = ax.plot(xs, mean, style, marker="o", label=method,
                               linewidth=2.2 if method == "coreset" else 1.2)
