@@ -6,6 +6,7 @@ NeurIPS 2022) via the Löwner ellipsoid and Carathéodory's theorem.
     >>> coreprune.save(small, "small.pt"); coreprune.load("small.pt")
 """
 
+from ._version import __version__
 from .errors import (
     BudgetError,
     CheckpointError,
@@ -20,8 +21,6 @@ from .errors import (
 from .importance import get_method, methods, register_method
 from .io import load, save
 from .pruning import Pruner, PruneReport, prune
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BudgetError",

@@ -9,6 +9,7 @@ pick one by name (``prune(model, method="l1")``). Methods see plain arrays only
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,6 +176,7 @@ class CoresetImportance(ImportanceMethod):
         self.scaling, self.projection, self.energy = scaling, projection, energy
         self.selection, self.tol, self.max_peels = selection, tol, max_peels
         self.name = name  # type: ignore[misc]
+        self._peeled: dict[bytes, tuple[np.ndarray, dict[str, Any]]] = {}
 
     def points(self, units: UnitSet) -> np.ndarray:
         """The (n, r) point set the sensitivities are computed on."""
@@ -191,12 +193,23 @@ class CoresetImportance(ImportanceMethod):
         return q
 
     def _peel(self, q: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Peeling bounds of ``q`` and their summary; the last few point sets are remembered
+        (keyed by their bytes and the settings), so scoring and then selecting the same layer,
+        as the sensitivity allocation does, peels it once."""
         if not np.any(q):
             return np.zeros(q.shape[0]), {"rank": 0, "total_sensitivity": 0.0, "peels": 0}
-        res = peel_sensitivities(q, tol=self.tol, max_peels=self.max_peels)
-        return res.upper_bounds, {"rank": int(q.shape[1]), "total_sensitivity": res.total,
-                                  "peels": int(res.alphas.size),
-                                  "alpha_first": float(res.alphas[0]) if res.alphas.size else 1.0}
+        key = hashlib.blake2b(repr((q.shape, q.dtype.str, self.tol, self.max_peels)).encode()
+                              + np.ascontiguousarray(q).tobytes(), digest_size=20).digest()
+        if key not in self._peeled:
+            res = peel_sensitivities(q, tol=self.tol, max_peels=self.max_peels)
+            if len(self._peeled) >= 256:
+                self._peeled.pop(next(iter(self._peeled)))
+            self._peeled[key] = (res.upper_bounds, {
+                "rank": int(q.shape[1]), "total_sensitivity": res.total,
+                "peels": int(res.alphas.size),
+                "alpha_first": float(res.alphas[0]) if res.alphas.size else 1.0})
+        bounds, info = self._peeled[key]
+        return bounds.copy(), dict(info)
 
     def scores(self, units: UnitSet) -> np.ndarray:
         return self._peel(self.points(units))[0]

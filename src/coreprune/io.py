@@ -17,6 +17,7 @@ import torch
 import yaml
 from torch import nn
 
+from ._version import __version__
 from .errors import CheckpointError, DataFileError, OutputExistsError
 
 __all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json",
@@ -93,8 +94,6 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
     p = check_output_path(path, overwrite)
-    from . import __version__
-
     meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
             **(metadata or {})}
     payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),

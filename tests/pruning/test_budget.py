@@ -48,3 +48,23 @@ def test_sensitivity_allocation_on_a_cnn(target):
 def test_unknown_allocation_is_named():
     with pytest.raises(InvalidArgumentError, match="allocation"):
         Pruner("l1", params_removed=0.5, allocation="greedy")
+
+
+def test_sensitivity_allocation_with_the_coreset_peels_each_layer_once(monkeypatch):
+    import coreprune.importance as importance
+
+    calls = []
+    real = importance.peel_sensitivities
+    monkeypatch.setattr(importance, "peel_sensitivities",
+                        lambda q, **kw: calls.append(q.shape) or real(q, **kw))
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 30), nn.ReLU(),
+                          nn.Linear(30, 5))
+    x = torch.randn(2, 20)
+    memo = Pruner("coreset", params_removed=0.6, allocation="sensitivity").fit(model, x)
+    assert len(calls) == 2  # two hidden layers, each peeled once for allocation and selection
+    calls.clear()
+    fresh = Pruner(importance.CoresetImportance(), params_removed=0.6, allocation="sensitivity")
+    fresh.fit(model, x)
+    assert memo.keep_counts_ == fresh.keep_counts_
+    for a, b in zip(memo.selections_, fresh.selections_, strict=True):
+        assert (a.indices == b.indices).all() and (a.scores == b.scores).all()

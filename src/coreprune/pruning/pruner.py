@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InvalidArgumentError, InvalidWeightsError, UnsupportedModelError
-from ..importance import ImportanceMethod, Selection, get_method
+from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
 from ..validation import check_device
 from .budget import (
@@ -81,12 +81,13 @@ class PruneReport:
         return d
 
 
-def check_model(model: Any, device: str | torch.device | None = None) -> nn.Module:
+def check_model(model: Any, device: str | torch.device | None = None,
+                inputs: torch.Tensor | None = None) -> nn.Module:
     """Check ``model`` is an ``nn.Module`` whose parameters are finite floating-point tensors,
-    all on one device (``device``, when given)."""
+    all on one device (``device``, when given), the device of ``inputs`` (when given)."""
     if not isinstance(model, nn.Module):
         raise InvalidArgumentError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_device(model, device)
+    check_device(model, device, inputs)
     found = False
     for name, p in model.named_parameters():
         found = True
@@ -185,9 +186,8 @@ class Pruner:
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
         """Choose the units of every group of ``model`` (which is not modified)."""
-        check_model(model, self.device)
+        check_model(model, self.device, example_inputs)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
-        check_device(model, inputs=x)
         work = copy.deepcopy(model)
         ignored = tuple(m2 for m1, m2 in zip(model.modules(), work.modules(), strict=True)
                         if any(m1 is m for m in self.ignored_layers))
@@ -215,6 +215,9 @@ class Pruner:
                 keep = uniform_keep_counts(cost, float(self.target_value), metric)
             else:
                 sens = get_method("coreset")
+                if isinstance(self.method, CoresetImportance) and \
+                        self.method.config() == sens.config():
+                    sens = self.method  # its memo then serves the selection below
                 totals = [float(sens.scores(unit_set(graph, g)).sum()) for g in groups]
                 keep = proportional_keep_counts(cost, float(self.target_value), totals, metric)
         selections, seconds = [], []
