@@ -193,7 +193,7 @@ class CoresetImportance(ImportanceMethod):
         return q
 
     def _peel(self, q: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-        """Peeling bounds of ``q`` and their summary; the last few point sets are remembered
+        """Peeling bounds of ``q`` and their summary; the last 256 point sets are remembered
         (keyed by their bytes and the settings), so scoring and then selecting the same layer,
         as the sensitivity allocation does, peels it once."""
         if not np.any(q):
