@@ -67,7 +67,7 @@ def main() -> None:
     out = ROOT / "results" / "lenet300_finetune_grid.json"
     write_json(out, {"acc_unpruned": acc0, "params_removed": args.ratio,
                       "rows": rows}, overwrite=True)
-    print(f"unpruned {acc0:.2f}; written {out}")
+    print(f"unpruned {acc0:.2f}; written {out.relative_to(ROOT.parent)}")
 
 
 if __name__ == "__main__":
