@@ -5,7 +5,7 @@ Each recipe fine-tunes the same pruned models (seeds 0, 1, 2; the default corese
 deterministic, so the seed only changes the shuffling) and reports the test accuracy. For
 reference, the pruned shapes are also trained from scratch with the unpruned model's recipe.
 
-Regenerate (about 6 minutes on 2 CPU cores):
+Regenerate (about 7 minutes on 2 CPU cores):
 
     python benchmarks/lenet300_finetune_grid.py
 
