@@ -32,6 +32,7 @@ import numpy as np
 
 from coreprune.geometry import loewner_ellipsoid
 from coreprune.importance import CoresetImportance, UnitSet
+from coreprune.io import write_json
 
 ROOT = Path(__file__).resolve().parent
 OUR_TOLS = (1e-3, 1e-4)
@@ -144,9 +145,7 @@ def main() -> None:
     result["layer_sensitivity"] = scaling
     print(json.dumps(scaling["exponents"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result, overwrite=True)
     print(f"written {args.out}")
 
 

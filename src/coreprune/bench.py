@@ -26,6 +26,7 @@ import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from .data import DATASETS, load_dataset
 from .errors import CheckpointError, DataFileError, InvalidArgumentError
 from .experiment import RECORD_KEYS, prune_and_evaluate
 from .importance import methods as registered_methods
-from .models import MODELS, build_model
+from .models import MODELS, build_model_for_images
 from .pruning.peers import PEERS
 from .train import evaluate, train
 from .validation import check_fraction
@@ -169,9 +170,8 @@ def _trained_model(cfg: BenchConfig, train_split, log: Callable[[str], None]) ->
     t = {"epochs": 15, "lr": 1e-3, "optimizer": "adam", "seed": 0, **cfg.train}
     log(f"training {cfg.model} on {cfg.dataset} ({t}); cached in {cfg.checkpoint}")
     torch.manual_seed(t["seed"])
-    c, h = int(train_split.x.shape[1]), int(train_split.x.shape[2])
-    model = (build_model(cfg.model, in_channels=c, image_size=h) if cfg.model == "lenet300"
-             else build_model(cfg.model, in_channels=c))
+    model = build_model_for_images(cfg.model, int(train_split.x.shape[1]),
+                                   int(train_split.x.shape[2]))
     train(model, train_split, device=cfg.device, progress=False, **t)
     cfg.checkpoint.parent.mkdir(parents=True, exist_ok=True)
     io.save(model.cpu(), cfg.checkpoint, {"model": cfg.model, "dataset": cfg.dataset, **t})
@@ -265,12 +265,10 @@ def plot_records(records: list[dict[str, Any]], path: str | os.PathLike, title: 
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower left")
     fig.tight_layout()
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    png = BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return io.atomic_write_bytes(path, png.getvalue(), overwrite=True)
 
 
 def _verdict(rows: list[dict[str, Any]], target: float) -> str:

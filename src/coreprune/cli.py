@@ -24,7 +24,7 @@ from .errors import CorepruneError, InvalidArgumentError
 from .experiment import prune_and_evaluate
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
-from .models import MODELS, build_model
+from .models import MODELS, build_model_for_images
 from .pruning import default_example_inputs
 from .pruning.peers import PEERS
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
@@ -57,11 +57,8 @@ def _measure(model: torch.nn.Module, split: Split) -> dict[str, float]:
             "latency_ms": measure_latency(model, split.x[:64])}
 
 
-def _model_for(name: str, split) -> torch.nn.Module:
-    c, h = int(split.x.shape[1]), int(split.x.shape[2])
-    if name == "lenet300":
-        return build_model(name, in_channels=c, image_size=h)
-    return build_model(name, in_channels=c)
+def _model_for(name: str, split: Split) -> torch.nn.Module:
+    return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]))
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

@@ -14,7 +14,8 @@ from torch import nn
 
 from .errors import InvalidArgumentError
 
-__all__ = ["LeNet300100", "VGG16", "CifarResNet", "build_model", "MODELS"]
+__all__ = ["LeNet300100", "VGG16", "CifarResNet", "build_model", "build_model_for_images",
+           "MODELS"]
 
 
 class LeNet300100(nn.Sequential):
@@ -139,3 +140,11 @@ def build_model(name: str, **kwargs: int) -> nn.Module:
     if name not in MODELS:
         raise InvalidArgumentError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     return MODELS[name](**kwargs)
+
+
+def build_model_for_images(name: str, in_channels: int, image_size: int) -> nn.Module:
+    """Zoo model ``name`` for square images of shape (in_channels, image_size, image_size):
+    LeNet-300-100's first layer takes the flattened image; the CNNs are size-agnostic."""
+    if name == "lenet300":
+        return build_model(name, in_channels=in_channels, image_size=image_size)
+    return build_model(name, in_channels=in_channels)
