@@ -23,6 +23,8 @@ records: {d}/records.jsonl
 def write_config(tmp_path, **changes):
     text = CONFIG.format(d=tmp_path)
     for k, v in changes.items():
+        if f"\n{k}:" not in text:
+            text = text.rstrip("\n") + f"\n{k}: {v}\n"
         text = "\n".join(f"{k}: {v}" if line.startswith(f"{k}:") else line
                          for line in text.splitlines())
     p = tmp_path / "bench.yaml"
@@ -63,12 +65,32 @@ def test_bench_cli_writes_plot_and_table(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_test_and_finetune_subsets_are_recorded_and_shared(tmp_path):
+    from coreprune.bench import results_markdown
+
+    p = write_config(tmp_path, methods="[l1, random]", seeds="[0, 1]",
+                     finetune="{epochs: 1, lr: 0.01, train_images: 50}", test_images=40)
+    logged = []
+    records = run_bench(load_config(p), log=logged.append)
+    assert any("on 40 test images; fine-tuning on 50 training images" in s for s in logged)
+    assert {r["test_images"] for r in records} == {40}
+    assert {r["finetune"]["train_images"] for r in records} == {50}
+    # one subset for every run: the unpruned accuracy is a multiple of 1/40
+    assert len({r["acc_unpruned"] for r in records}) == 1
+    assert round(records[0]["acc_unpruned"] * 40 / 100, 6).is_integer()
+    text = results_markdown([("tiny", records, "tiny.png")], "cmd")
+    assert "on 40 test images (a seeded subset)" in text
+    assert "on 50 training images (a seeded subset)" in text
+
+
 @pytest.mark.parametrize("change, match", [
     ({"methods": "[coreset, nope]"}, "unknown method 'nope'"),
     ({"params_removed": "[0.5, 1.2]"}, "params_removed"),
     ({"model": "alexnet"}, "alexnet"),
     ({"seeds": "[a]"}, "seeds"),
     ({"finetune": "{epochs: 1, momentum: 0.5}"}, "momentum"),
+    ({"finetune": "{epochs: 1, train_images: 0}"}, "finetune.train_images"),
+    ({"test_images": "many"}, "test_images must be a positive integer"),
 ])
 def test_bad_config_is_named(tmp_path, change, match):
     with pytest.raises(InvalidArgumentError, match=match):
@@ -94,3 +116,22 @@ def test_committed_configs_are_valid():
     for path in configs:
         cfg = load_config(path)
         assert cfg.methods and cfg.params_removed and cfg.seeds
+
+
+def _record(method, pruned, finetuned, seed=0):
+    return {"model": "m", "dataset": "d", "method": method, "seed": seed, "params_removed": 0.5,
+            "flops_removed": 0.5, "acc_unpruned": 90.0, "acc_pruned": pruned,
+            "acc_finetuned": finetuned, "target": {"params_removed": 0.5}}
+
+
+def test_verdict_names_baselines_above_the_coreset_apart_from_our_other_settings():
+    from coreprune.bench import results_markdown
+
+    recs = [_record("coreset", 40.0, 88.0), _record("coreset-outgoing", 45.0, 88.1),
+            _record("l1", 30.0, 88.9)]
+    text = results_markdown([("t", recs, "t.png")], "cmd")
+    assert ("coreset ≥ every data-independent baseline (other settings of ours above it: "
+            "coreset-outgoing); after fine-tuning: 0.90 below the best (l1) — within 0.5: NO"
+            in text)
+    recs.append(_record("random", 41.0, 87.0))
+    assert "coreset BELOW random (other settings" in results_markdown([("t", recs, "t.png")], "c")

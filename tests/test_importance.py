@@ -12,14 +12,27 @@ def units(n=30, d=5, D=7, seed=0):
 
 
 def test_registry_lists_all_methods():
-    assert {"coreset", "coreset-theory", "mussay", "l1", "l2", "random"} <= set(coreprune.methods())
+    assert {"coreset", "coreset-outgoing", "coreset-theory", "mussay", "l1", "l2",
+            "random"} <= set(coreprune.methods())
 
 
-@pytest.mark.parametrize("name", ["coreset", "coreset-theory", "mussay", "l1", "l2", "random"])
+@pytest.mark.parametrize("name", ["coreset", "coreset-outgoing", "coreset-theory", "mussay",
+                                  "l1", "l2", "random"])
 def test_every_method_selects_k_distinct_units(name):
     sel = get_method(name).select(units(), 9, np.random.default_rng(0))
     assert len(sel.indices) == 9 == len(np.unique(sel.indices))
     assert np.all(sel.weights > 0) and sel.scores.shape == (30,)
+
+
+def test_coreset_outgoing_is_the_coreset_on_outgoing_vectors():
+    u = units()
+    named = get_method("coreset-outgoing")
+    assert named.config() == {**get_method("coreset", scaling="outgoing").config(),
+                              "method": "coreset-outgoing"}
+    # equal incoming norms: ||p_i|| v_i is v_i times one constant, which no bound depends on
+    np.testing.assert_allclose(named.scores(u), get_method("coreset").scores(
+        UnitSet(np.ones_like(u.incoming), u.outgoing, u.filters, "layer")), rtol=1e-9)
+    assert not np.allclose(named.scores(u), get_method("coreset").scores(u))
 
 
 def test_norm_baselines_rank_by_filters():

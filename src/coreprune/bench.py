@@ -14,6 +14,12 @@ A config is a YAML file (see ``benchmarks/*.yaml``)::
     finetune: {epochs: 20, lr: 0.05, optimizer: sgd}
     records: benchmarks/results/lenet300_fmnist_bench.jsonl
 
+Two optional keys make a run fit a small CPU: ``test_images: N`` evaluates every model (the
+unpruned one included) on one seeded random subset of N test images, and
+``finetune: {train_images: N, ...}`` fine-tunes on one seeded subset of N training images (the
+same subset for every run; the data-dependent peer draws its calibration batch from it too).
+Both are written into each record (``test_images``, ``finetune.train_images``).
+
 Records are appended to ``records`` (JSON Lines) one at a time, flushed and fsynced; a run
 killed half-way leaves complete lines (a torn last line is dropped on the next start) and the
 next start skips every (method, params_removed, seed) already recorded.
@@ -33,7 +39,7 @@ from typing import Any
 import torch
 
 from . import io
-from .data import DATASETS, load_dataset
+from .data import DATASETS, Split, load_dataset
 from .errors import CheckpointError, DataFileError, InvalidArgumentError
 from .experiment import RECORD_KEYS, prune_and_evaluate
 from .importance import methods as registered_methods
@@ -42,8 +48,8 @@ from .pruning.peers import PEERS
 from .train import evaluate, train
 from .validation import check_fraction
 
-__all__ = ["BenchConfig", "load_config", "read_records", "run_bench", "summarize",
-           "plot_records", "results_markdown"]
+__all__ = ["BenchConfig", "load_config", "load_bench_data", "trained_model", "read_records",
+           "run_bench", "summarize", "plot_records", "results_markdown"]
 
 
 @dataclass
@@ -61,13 +67,23 @@ class BenchConfig:
     train: dict[str, Any] = field(default_factory=dict)
     finetune: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
+    test_images: int | None = None
     source: Path | None = None
 
 
 _TRAIN_KEYS = {"epochs", "lr", "optimizer", "weight_decay", "seed", "batch_size"}
-_FINETUNE_KEYS = {"epochs", "lr", "optimizer"}
+_FINETUNE_KEYS = {"epochs", "lr", "optimizer", "train_images"}
 _KEYS = {"name", "model", "dataset", "checkpoint", "records", "methods", "params_removed",
-         "seeds", "train", "finetune", "device"}
+         "seeds", "train", "finetune", "device", "test_images"}
+SUBSET_SEED = 0  # the seed of the test and fine-tuning subsets (one subset for every run)
+
+
+def _check_count(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{what} must be a positive integer, got {value!r}")
+    return value
 
 
 def load_config(path: str | os.PathLike) -> BenchConfig:
@@ -106,10 +122,12 @@ def load_config(path: str | os.PathLike) -> BenchConfig:
         if set(sub) - allowed:
             raise InvalidArgumentError(f"{p}: unknown {key} keys {sorted(set(sub) - allowed)}; "
                                        f"known: {sorted(allowed)}")
+    _check_count(raw.get("finetune", {}).get("train_images"), f"{p}: finetune.train_images")
     return BenchConfig(str(raw["name"]), raw["model"], raw["dataset"], Path(raw["checkpoint"]),
                        Path(raw["records"]), list(raw["methods"]), ratios, list(seeds),
                        dict(raw.get("train", {})), dict(raw.get("finetune", {})),
-                       raw.get("device"), p)
+                       raw.get("device"),
+                       _check_count(raw.get("test_images"), f"{p}: test_images"), p)
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -160,7 +178,25 @@ def _record_level(record: dict[str, Any]) -> float:
     return _level(record.get("target", {}).get("params_removed", record["params_removed"]))
 
 
-def _trained_model(cfg: BenchConfig, train_split, log: Callable[[str], None]) -> torch.nn.Module:
+def load_bench_data(cfg: BenchConfig, data_root: str | None = None) -> tuple[Split, Split, Split]:
+    """``(train, test, finetune)`` splits of ``cfg``: the test split cut to ``test_images`` and
+    the fine-tuning split to ``finetune.train_images`` (seeded subsets) where the config says so.
+    """
+    tr, te = load_dataset(cfg.dataset, data_root)
+    if cfg.test_images is not None:
+        te = te.subset(cfg.test_images, seed=SUBSET_SEED)
+    n = cfg.finetune.get("train_images")
+    return tr, te, (tr if n is None else tr.subset(n, seed=SUBSET_SEED))
+
+
+def trained_model(cfg: BenchConfig, train_split: Split,
+                  log: Callable[[str], None] = print) -> torch.nn.Module:
+    """The model of ``cfg.checkpoint``; trained on ``train_split`` with ``cfg.train`` and saved
+    there first if the file is missing.
+
+    Raises:
+        CheckpointError: the checkpoint holds another zoo model than ``cfg.model``.
+    """
     if cfg.checkpoint.exists():
         model, meta = io.load_with_metadata(cfg.checkpoint)
         if meta.get("model", cfg.model) != cfg.model:
@@ -184,8 +220,8 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
 
     Returns every record of the file (old and new).
     """
-    tr, te = load_dataset(cfg.dataset, data_root)
-    model = _trained_model(cfg, tr, log)
+    tr, te, tune_split = load_bench_data(cfg, data_root)
+    model = trained_model(cfg, tr, log)
     if cfg.device:
         model.to(cfg.device)
     cfg.records.parent.mkdir(parents=True, exist_ok=True)
@@ -194,15 +230,22 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
             if (m, _level(r), s) not in done]
     log(f"{cfg.name}: {len(done)} records found, {len(todo)} to run -> {cfg.records}")
     acc0 = evaluate(model, te) if todo else None
+    if todo:
+        log(f"unpruned accuracy {acc0:.2f} on {len(te)} test images; fine-tuning on "
+            f"{len(tune_split)} training images")
     ft = {"finetune_epochs": cfg.finetune.get("epochs", 20),
           "finetune_lr": cfg.finetune.get("lr", 0.05),
           "finetune_optimizer": cfg.finetune.get("optimizer", "sgd")}
     x = te.x[:2].to(next(model.parameters()).device)
     for i, (method, ratio, seed) in enumerate(todo):
-        rec, _, _ = prune_and_evaluate(model, method, {"params_removed": ratio}, seed, tr, te,
-                                       cfg.model, cfg.dataset, acc_unpruned=acc0,
+        rec, _, _ = prune_and_evaluate(model, method, {"params_removed": ratio}, seed,
+                                       tune_split, te, cfg.model, cfg.dataset, acc_unpruned=acc0,
                                        example_inputs=x, device=cfg.device, **ft)
         rec["data_independent"] = PEERS[method].data_independent if method in PEERS else True
+        if cfg.test_images is not None:
+            rec["test_images"] = len(te)
+        if "train_images" in cfg.finetune:
+            rec["finetune"]["train_images"] = len(tune_split)
         _append_record(cfg.records, rec)
         log(f"[{i + 1}/{len(todo)}] {method:15s} removed {rec['params_removed']:.3f} seed {seed}"
             f"  pruned {rec['acc_pruned']:6.2f}  fine-tuned {rec['acc_finetuned']:6.2f}  "
@@ -277,11 +320,15 @@ def _verdict(rows: list[dict[str, Any]], target: float) -> str:
     if ours is None:
         return ""
     free = [r for r in at if r["data_independent"] and r["method"] != "coreset"]
-    beaten = [r["method"] for r in free if r["pruned_mean"] > ours["pruned_mean"] + 1e-9]
+    above = [r["method"] for r in free if r["pruned_mean"] > ours["pruned_mean"] + 1e-9]
+    beaten = [m for m in above if not m.startswith("coreset")]
+    variants = [m for m in above if m.startswith("coreset")]
     best = max(at, key=lambda r: r["finetuned_mean"])
     gap = best["finetuned_mean"] - ours["finetuned_mean"]
     a = ("before fine-tuning: coreset ≥ every data-independent baseline" if not beaten else
          f"before fine-tuning: coreset BELOW {', '.join(beaten)}")
+    if variants:
+        a += f" (other settings of ours above it: {', '.join(variants)})"
     b = (f"after fine-tuning: {gap:.2f} below the best ({best['method']})" if gap > 0 else
          "after fine-tuning: coreset is the best")
     flag = " — within 0.5: yes" if gap <= 0.5 else " — within 0.5: NO"
@@ -305,9 +352,14 @@ def results_markdown(sections: list[tuple[str, list[dict[str, Any]], str]],
             continue
         rows = summarize(records)
         ft = records[0].get("finetune", {})
+        tested = (f" on {records[0]['test_images']} test images (a seeded subset)"
+                  if "test_images" in records[0] else "")
+        tuned = (f" on {ft['train_images']} training images (a seeded subset)"
+                 if "train_images" in ft else "")
         lines += [f"## {title}", "",
-                  f"Unpruned accuracy {rows[0]['acc_unpruned']:.2f}; fine-tuning "
-                  f"{ft.get('epochs')} epochs {ft.get('optimizer')} lr {ft.get('lr')}; "
+                  f"Unpruned accuracy {rows[0]['acc_unpruned']:.2f}{tested}; fine-tuning "
+                  f"{ft.get('epochs')} epoch{'' if ft.get('epochs') == 1 else 's'} "
+                  f"{ft.get('optimizer')} lr {ft.get('lr')}{tuned}; "
                   f"{len(records)} records.", "", f"![{title}]({png})", "",
                   "| params removed | method | seeds | pruned | fine-tuned | prune time (s) |",
                   "|---|---|---|---|---|---|"]

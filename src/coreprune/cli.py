@@ -136,7 +136,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_optimizer=args.finetune_optimizer, example_inputs=te.x[:2], device=args.device,
         prune_coupled=args.prune_coupled, allocation=args.allocation,
-        **_options(args.option))
+        compensate=args.compensate, **_options(args.option))
     tuned = tuned.cpu()
     before["accuracy"] = record["acc_unpruned"]
     after = {**_measure(tuned, te), "accuracy": record["acc_pruned"],
@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also prune channels coupled across residual additions")
     p.add_argument("--allocation", choices=("uniform", "sensitivity"), default="uniform",
                    help="split a global target over layers uniformly or by total sensitivity")
+    p.add_argument("--compensate", action="store_true",
+                   help="correct the BatchNorm after each pruned layer's consumer for the removed "
+                        "units' expected output (weights only, no data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)

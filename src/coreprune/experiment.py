@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .data import Split
+from .errors import InvalidArgumentError
 from .metrics import count_flops, count_params
 from .pruning import Pruner
 from .pruning.peers import PEERS, is_peer, prune_with_torch_pruning
@@ -32,6 +33,9 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
                 **structure_options: Any) -> tuple[nn.Module, Pruner, dict[str, Any]]:
     """Torch-Pruning peer ``method`` at the structure coreprune's budget rule gives ``target``
     (``structure_options``: ``prune_coupled``, ``allocation``, ...)."""
+    if structure_options.get("compensate"):
+        raise InvalidArgumentError(f"compensate applies to coreprune's own methods, not to the "
+                                   f"Torch-Pruning peer {method!r}")
     structure = Pruner("l1", seed=seed, **target, **structure_options)
     structure.fit(model, example_inputs)
     calibration = None
@@ -86,10 +90,11 @@ def prune_and_evaluate(model: nn.Module, method: str, target: dict[str, Any], se
         pruned.to(device)
     acc_pruned = evaluate(pruned, test_split, device=device)
     tuned = copy.deepcopy(pruned)
+    acc_ft = acc_pruned
     if finetune_epochs > 0:
         finetune(tuned, train_split, epochs=finetune_epochs, lr=finetune_lr, seed=seed,
                  device=device, progress=False, optimizer=finetune_optimizer)
-    acc_ft = evaluate(tuned, test_split, device=device)
+        acc_ft = evaluate(tuned, test_split, device=device)
     (p0, p1), (f0, f1) = stats["params"], stats["flops"]
     record = {
         "model": model_name, "dataset": dataset, "method": method, "seed": seed,
@@ -109,7 +114,8 @@ def _report_stats(pruner: Pruner) -> dict[str, Any]:
             "flops": [rep.flops_before, rep.flops_after],
             "settings": {**rep.method, "fold": rep.target["fold"],
                          "prune_coupled": rep.target["prune_coupled"],
-                         "allocation": rep.target["allocation"]},
+                         "allocation": rep.target["allocation"],
+                         "compensate": rep.target["compensate"]},
             "layers": [{"name": lr.name, "units": lr.n_units, "kept": lr.kept,
                         "total_sensitivity": lr.info.get("total_sensitivity"),
                         "draws": lr.info.get("draws"), "indices": lr.indices,

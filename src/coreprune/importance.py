@@ -283,6 +283,9 @@ register_method("coreset-theory", "ours, theory-faithful: whole span, ||p_i|| v_
                 "sampling with count/(N p) reweighting")(
     lambda **kw: CoresetImportance(**{"projection": None, "selection": "sample",
                                       "name": "coreset-theory", **kw}))
+register_method("coreset-outgoing", "ours: peeling sensitivities of the outgoing vectors v_i "
+                "alone, projected to the top 8 singular directions, deterministic top-k")(
+    lambda **kw: CoresetImportance(**{"scaling": "outgoing", "name": "coreset-outgoing", **kw}))
 register_method("mussay", "Mussay et al. 2020: max_j|v_ij| ||p_i||, sampling with reweighting")(
     MussayImportance)
 register_method("l1", "L1 norm of the incoming filter (Li et al. 2017)")(

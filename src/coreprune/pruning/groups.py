@@ -19,7 +19,8 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from ..importance import Selection, UnitSet
 
-__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_selection"]
+__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_selection",
+           "relu_gaussian_moments", "moment_compensation", "Compensation"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -179,13 +180,139 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
                    torch.cat(filters, 1).numpy(), g.name)
 
 
+def relu_gaussian_moments(mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of ``max(0, z)`` for ``z ~ N(mu, sigma^2)``, elementwise.
+
+    ``E = mu Phi(t) + sigma phi(t)`` and ``E[max(0,z)^2] = (mu^2 + sigma^2) Phi(t) + mu sigma
+    phi(t)`` with ``t = mu / sigma``; where ``sigma = 0`` the output is the constant
+    ``max(mu, 0)`` (variance 0).
+    """
+    from scipy.stats import norm
+
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.abs(np.asarray(sigma, dtype=np.float64))
+    pos = sigma > 0
+    s = np.where(pos, sigma, 1.0)
+    t = mu / s
+    cdf, pdf = norm.cdf(t), norm.pdf(t)
+    mean = np.where(pos, mu * cdf + s * pdf, np.maximum(mu, 0.0))
+    second = (mu**2 + s**2) * cdf + mu * s * pdf
+    var = np.where(pos, np.maximum(second - mean**2, 0.0), 0.0)
+    return mean, var
+
+
+# autograd nodes a unit's activation may pass between the ReLU and its consumer: they keep the
+# channel's mean (views, average pooling) or, for max pooling, raise it (a documented bias).
+_MEAN_PRESERVING = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward",
+                    "FlattenBackward", "AvgPool2DBackward", "AdaptiveAvgPool2DBackward",
+                    "MeanBackward", "MaxPool2DWithIndicesBackward")
+
+
+def _relu_path_to(graph: tp.DependencyGraph, bn: nn.Module, consumer: nn.Module) -> bool:
+    """Whether ``bn``'s output reaches ``consumer`` through one ReLU and mean-keeping ops only,
+    with no branching (no residual addition, no other reader)."""
+    node, relus = graph.module2node[bn], 0
+    while True:
+        if len(node.outputs) != 1:
+            return False
+        node = node.outputs[0]
+        if node.module is consumer:
+            return relus == 1
+        name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+        if name.startswith("ReluBackward") or isinstance(node.module, nn.ReLU):
+            relus += 1
+        elif not name.startswith(_MEAN_PRESERVING):
+            return False
+
+
+@dataclass
+class Compensation:
+    """A change to one consumer's output statistics: ``bias += shift`` where ``bias`` is the
+    consumer's own bias, else ``running_mean -= shift`` and ``running_var *= var_ratio`` in the
+    BatchNorm right after it (``var_ratio`` None: variance left alone)."""
+
+    consumer: nn.Module
+    norm: nn.Module | None
+    shift: torch.Tensor
+    var_ratio: torch.Tensor | None
+
+    def apply(self) -> None:
+        with torch.no_grad():
+            c = self.consumer
+            if c.bias is not None:
+                c.bias += self.shift.to(c.bias.device, c.bias.dtype)
+            else:
+                rm = self.norm.running_mean
+                rm -= self.shift.to(rm.device, rm.dtype)
+            if self.var_ratio is not None and self.norm is not None:
+                rv = self.norm.running_var
+                rv *= self.var_ratio.to(rv.device, rv.dtype)
+
+
+def moment_compensation(graph: tp.DependencyGraph, g: UnitGroup,
+                        scale: np.ndarray) -> list[Compensation]:
+    """How every consumer's output statistics change when unit i's outgoing weights are
+    multiplied by ``scale[i]`` (0: removed; the coreset weight: folded), estimated from the
+    weights alone; no data is read.
+
+    Applies to units whose producer is followed by BatchNorm and then a ReLU on the way to the
+    consumer. BatchNorm makes a unit's pre-activation, on the data the model was trained on,
+    have mean ``beta`` and sd ``|gamma|``; under a Gaussian model its ReLU output has the mean
+    and variance of :func:`relu_gaussian_moments`. A consumer output channel reading the units
+    through weights ``W`` (every kernel tap of a unit's input slice) then changes its mean by
+    ``-sum_i sum(W_i) (1 - scale_i) mean_i`` (compensated in its bias, or the running mean of
+    the BatchNorm after it), and, treating units and taps as independent, its variance by the
+    factor ``sum_i |W_i|^2 scale_i^2 var_i / sum_i |W_i|^2 var_i`` (applied to the running
+    variance of the BatchNorm after it, when there is one). Zero padding at image borders, max
+    pooling and correlated units make both approximate; both are exact for constant units.
+
+    Returns one :class:`Compensation` per consumer, or ``[]`` where the model does not fit the
+    pattern (no BatchNorm, another activation, a residual coupling, a consumer with neither bias
+    nor BatchNorm).
+    """
+    if g.coupled:
+        return []
+    bn = _batchnorm_after(graph, g.root)
+    if bn is None:
+        return []
+    mean, var = relu_gaussian_moments(bn.bias.detach().cpu().double().numpy(),
+                                      bn.weight.detach().cpu().double().numpy())
+    scale = np.asarray(scale, dtype=np.float64)
+    lost = torch.as_tensor((1.0 - scale) * mean)
+    out = []
+    for m, cols in _consumer_slices(graph, g):
+        after = _batchnorm_after(graph, m)
+        if not _relu_path_to(graph, bn, m) or (m.bias is None and after is None):
+            return []
+        w = m.weight.detach().cpu().double()
+        taps = w[:, torch.as_tensor(cols)].reshape(w.shape[0], g.n_units, -1)
+        shift = taps.sum(-1) @ lost  # (out,)
+        ratio = None
+        if after is not None:
+            energy = (taps**2).sum(-1)  # (out, n)
+            full = energy @ torch.as_tensor(var)
+            kept = energy @ torch.as_tensor(var * scale**2)
+            ratio = torch.where(full > 0, kept / torch.where(full > 0, full, 1.0), 1.0)
+        out.append(Compensation(m, after, shift, ratio))
+    return out
+
+
 def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,
-                    fold: bool = True) -> None:
+                    fold: bool = True, compensate: bool = False) -> None:
     """Fold ``selection.weights`` into the consumers' input slices (METHOD §3(e)) and remove
     every unit not in ``selection.indices`` from the producers, norms and consumers, in place.
+
+    With ``compensate``, the consumers' biases or the BatchNorms after them absorb the change
+    of the expected output and of its variance (:func:`moment_compensation`), where the model
+    fits that pattern.
     """
     weights = np.asarray(selection.weights, dtype=np.float64)
-    if fold and g.foldable and not np.allclose(weights, 1.0, rtol=0, atol=0):
+    reweight = fold and g.foldable and not np.allclose(weights, 1.0, rtol=0, atol=0)
+    if compensate:
+        kept_scale = np.zeros(g.n_units)
+        kept_scale[selection.indices] = weights if reweight else 1.0
+        for c in moment_compensation(graph, g, kept_scale):
+            c.apply()
+    if reweight:
         scale = np.ones(g.n_units)
         scale[selection.indices] = weights
         with torch.no_grad():

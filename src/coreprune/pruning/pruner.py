@@ -132,6 +132,10 @@ class Pruner:
         fold: fold coreset weights into consumers (METHOD §3(e)); only matters for methods that
             reweight.
         prune_coupled: also prune channels coupled across residual additions.
+        compensate: for units followed by BatchNorm and ReLU, correct the consumer's bias (or
+            the running mean and variance of the BatchNorm after it) for the removed units'
+            expected output, estimated from the BatchNorm's own parameters; no data read (see
+            :func:`coreprune.pruning.groups.moment_compensation`).
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -150,7 +154,7 @@ class Pruner:
                  seed: int = 0, fold: bool = True, prune_coupled: bool = False,
                  ignored_layers: tuple[nn.Module, ...] = (), progress: bool = False,
                  device: str | torch.device | None = None, allocation: str = "uniform",
-                 **options: Any) -> None:
+                 compensate: bool = False, **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -182,6 +186,7 @@ class Pruner:
             raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, "
                                        f"got {allocation!r}")
         self.allocation = allocation
+        self.compensate = bool(compensate)
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
@@ -259,7 +264,7 @@ class Pruner:
                                            "architecture fit saw")
             g_here = UnitGroup(g.name, named[g.name], g.n_units, g.producers, g.consumers,
                                g.foldable, g.note)
-            apply_selection(graph, g_here, sel, fold=self.fold)
+            apply_selection(graph, g_here, sel, fold=self.fold, compensate=self.compensate)
             folded = bool(self.fold and g.foldable and not np.all(sel.weights == 1.0))
             info = {k: v for k, v in sel.info.items() if k != "identity"}
             applied = sel.weights if folded else np.ones(sel.indices.size)
@@ -269,7 +274,8 @@ class Pruner:
         self.report_ = PruneReport(
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, "fold": self.fold,
-                    "prune_coupled": self.prune_coupled, "allocation": self.allocation},
+                    "prune_coupled": self.prune_coupled, "allocation": self.allocation,
+                    "compensate": self.compensate},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers)
