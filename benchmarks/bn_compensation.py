@@ -8,8 +8,9 @@ configs' checkpoints, trained here by the bench code when missing):
     python benchmarks/bn_compensation.py --configs benchmarks/resnet56_fmnist32_cpu.yaml
 
 Writes ``benchmarks/results/bn_compensation.json`` (one record per run) and prints a table
-(tee it to ``benchmarks/results/bn_compensation.log``). One seed (0): ``coreset``, ``l1`` and
-``l2`` keep the same units whatever the seed; the sampled methods' spread is not measured here.
+(tee it to ``benchmarks/results/bn_compensation.log``). One seed (0): ``coreset``,
+``coreset-scaled``, ``l1`` and ``l2`` keep the same units whatever the seed; the sampled
+methods' spread is not measured here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
 ROOT = Path(__file__).resolve().parent
-METHODS = ["coreset", "coreset-theory", "mussay", "l1", "l2", "random"]
+METHODS = ["coreset", "coreset-scaled", "coreset-theory", "mussay", "l1", "l2", "random"]
 LEVELS = [0.3, 0.5, 0.7]
 
 

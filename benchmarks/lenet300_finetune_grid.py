@@ -1,8 +1,9 @@
 """LeNet-300-100 on Fashion-MNIST, coreset at 90% of parameters removed: does any fine-tuning
 recipe close the gap to the unpruned model to 1.0 point (issue 2)?
 
-Each recipe fine-tunes the same pruned models (seeds 0, 1, 2; the default coreset is
-deterministic, so the seed only changes the shuffling) and reports the test accuracy. For
+Each recipe fine-tunes the same pruned models (seeds 0, 1, 2; ``--method``, by default
+``coreset-scaled``, the coreset default of 0.1 that the committed results were measured with;
+it is deterministic, so the seed only changes the shuffling) and reports the test accuracy. For
 reference, the pruned shapes are also trained from scratch with the unpruned model's recipe.
 
 Regenerate (about 7 minutes on 2 CPU cores):
@@ -45,6 +46,7 @@ RECIPES: dict[str, dict] = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", default="coreset-scaled")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ratio", type=float, default=0.9)
     args = ap.parse_args()
@@ -59,7 +61,7 @@ def main() -> None:
             opts["teacher"] = model
         accs = []
         for seed in range(args.seeds):
-            pruned = coreprune.prune(model, method="coreset", params_removed=args.ratio,
+            pruned = coreprune.prune(model, method=args.method, params_removed=args.ratio,
                                      seed=seed)
             finetune(pruned, tr, seed=seed, progress=False, **opts)
             accs.append(evaluate(pruned, te))

@@ -30,21 +30,24 @@ from coreprune.pruning import Pruner
 from coreprune.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parent
-METHODS = ["coreset", "coreset-theory", "mussay", "l1", "l2", "random"]
+METHODS = ["coreset", "coreset-scaled", "coreset-theory", "mussay", "l1", "l2", "random"]
 # (label, method, Pruner options): every method, plus the coreset under the sensitivity rule
 VARIANTS = [(m, m, {}) for m in METHODS] + [
     ("coreset, sensitivity allocation", "coreset", {"allocation": "sensitivity"})]
+PV = dict(scaling="outgoing_x_incoming_norm")  # ||p_i|| v_i
 ABLATION = {
-    "theory (span, ||p||v, sample)": dict(projection=None, selection="sample"),
-    "span, ||p||v, topk": dict(projection=None),
-    "k=8, ||p||v, topk (default)": dict(),
-    "k=8, ||p||v, sample": dict(selection="sample"),
-    "auto 0.9, ||p||v, topk": dict(projection="auto"),
-    "k=4, ||p||v, topk": dict(projection=4),
-    "k=16, ||p||v, topk": dict(projection=16),
-    "k=8, v, topk": dict(scaling="outgoing"),
+    "theory (span, ||p||v, sample)": dict(projection=None, selection="sample", **PV),
+    "span, ||p||v, topk": dict(projection=None, **PV),
+    "span, v, topk": dict(projection=None),
+    "k=8, v, topk (default)": dict(),
+    "k=8, ||p||v, topk (coreset-scaled)": dict(PV),
+    "k=8, ||p||v, sample": dict(selection="sample", **PV),
+    "k=8, v, sample": dict(selection="sample"),
+    "k=8, v, sample, no fold": dict(selection="sample", fold=False),
+    "auto 0.9, v, topk": dict(projection="auto"),
+    "k=4, v, topk": dict(projection=4),
+    "k=16, v, topk": dict(projection=16),
     "k=8, ||v||p, topk": dict(scaling="incoming_x_outgoing_norm"),
-    "k=8, ||p||v, sample, no fold": dict(selection="sample", fold=False),
 }
 
 

@@ -1,10 +1,12 @@
 import json
 
 import pytest
+import torch
 
+from coreprune import io
 from coreprune.bench import load_config, read_records, run_bench
 from coreprune.cli import main
-from coreprune.errors import DataFileError, InvalidArgumentError
+from coreprune.errors import CheckpointError, DataFileError, InvalidArgumentError
 
 CONFIG = """
 name: tiny
@@ -52,6 +54,21 @@ def test_resumes_without_redoing_records(tmp_path):
     assert len(records) == 6 and len(path.read_text().splitlines()) == 6
     again = run_bench(cfg, log=logged.append)
     assert again == records  # nothing redone
+
+
+def test_refuses_to_mix_records_of_another_model(tmp_path):
+    cfg = load_config(write_config(tmp_path, methods="[l1]", seeds="[0, 1]"))
+    run_bench(cfg, log=lambda s: None)
+    model, meta = io.load_with_metadata(cfg.checkpoint)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # a different model: predicts one class for every image
+    io.save(model, cfg.checkpoint, meta, overwrite=True)
+    lines = cfg.records.read_text().splitlines()
+    cfg.records.write_text(lines[0] + "\n")  # one run left to do
+    with pytest.raises(CheckpointError, match="another model"):
+        run_bench(cfg, log=lambda s: None)
+    assert cfg.records.read_text() == lines[0] + "\n"  # nothing appended
 
 
 def test_bench_cli_writes_plot_and_table(tmp_path, capsys):
@@ -127,11 +144,11 @@ def _record(method, pruned, finetuned, seed=0):
 def test_verdict_names_baselines_above_the_coreset_apart_from_our_other_settings():
     from coreprune.bench import results_markdown
 
-    recs = [_record("coreset", 40.0, 88.0), _record("coreset-outgoing", 45.0, 88.1),
+    recs = [_record("coreset", 40.0, 88.0), _record("coreset-scaled", 45.0, 88.1),
             _record("l1", 30.0, 88.9)]
     text = results_markdown([("t", recs, "t.png")], "cmd")
     assert ("coreset ≥ every data-independent baseline (other settings of ours above it: "
-            "coreset-outgoing); after fine-tuning: 0.90 below the best (l1) — within 0.5: NO"
+            "coreset-scaled); after fine-tuning: 0.90 below the best (l1) — within 0.5: NO"
             in text)
     recs.append(_record("random", 41.0, 87.0))
     assert "coreset BELOW random (other settings" in results_markdown([("t", recs, "t.png")], "c")

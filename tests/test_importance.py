@@ -12,11 +12,11 @@ def units(n=30, d=5, D=7, seed=0):
 
 
 def test_registry_lists_all_methods():
-    assert {"coreset", "coreset-outgoing", "coreset-theory", "mussay", "l1", "l2",
+    assert {"coreset", "coreset-scaled", "coreset-theory", "mussay", "l1", "l2",
             "random"} <= set(coreprune.methods())
 
 
-@pytest.mark.parametrize("name", ["coreset", "coreset-outgoing", "coreset-theory", "mussay",
+@pytest.mark.parametrize("name", ["coreset", "coreset-scaled", "coreset-theory", "mussay",
                                   "l1", "l2", "random"])
 def test_every_method_selects_k_distinct_units(name):
     sel = get_method(name).select(units(), 9, np.random.default_rng(0))
@@ -24,14 +24,16 @@ def test_every_method_selects_k_distinct_units(name):
     assert np.all(sel.weights > 0) and sel.scores.shape == (30,)
 
 
-def test_coreset_outgoing_is_the_coreset_on_outgoing_vectors():
+def test_coreset_scaled_is_the_coreset_on_incoming_norm_scaled_points():
     u = units()
-    named = get_method("coreset-outgoing")
-    assert named.config() == {**get_method("coreset", scaling="outgoing").config(),
-                              "method": "coreset-outgoing"}
+    assert get_method("coreset").config()["scaling"] == "outgoing"
+    named = get_method("coreset-scaled")
+    assert named.config() == {**get_method("coreset", scaling="outgoing_x_incoming_norm").config(),
+                              "method": "coreset-scaled"}
     # equal incoming norms: ||p_i|| v_i is v_i times one constant, which no bound depends on
-    np.testing.assert_allclose(named.scores(u), get_method("coreset").scores(
-        UnitSet(np.ones_like(u.incoming), u.outgoing, u.filters, "layer")), rtol=1e-9)
+    same_norms = UnitSet(np.ones_like(u.incoming), u.outgoing, u.filters, "layer")
+    np.testing.assert_allclose(named.scores(same_norms), get_method("coreset").scores(u),
+                               rtol=1e-9)
     assert not np.allclose(named.scores(u), get_method("coreset").scores(u))
 
 

@@ -61,7 +61,7 @@ def test_cli_verify(tmp_path, capsys):
     _, meta = io.load_with_metadata(tmp_path / "p.pt")
     rec = meta["pruned"]
     assert rec["seed"] == 4 and rec["settings"]["projection"] == 8
-    assert rec["settings"]["scaling"] == "outgoing_x_incoming_norm"
+    assert rec["settings"]["scaling"] == "outgoing"
     assert len(rec["layers"][0]["indices"]) == rec["layers"][0]["kept"]
     assert meta["torch_version"] == torch.__version__
     capsys.readouterr()

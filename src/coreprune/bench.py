@@ -225,12 +225,14 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
     if cfg.device:
         model.to(cfg.device)
     cfg.records.parent.mkdir(parents=True, exist_ok=True)
-    done = {(r["method"], _record_level(r), r["seed"]) for r in read_records(cfg.records)}
+    old = read_records(cfg.records)
+    done = {(r["method"], _record_level(r), r["seed"]) for r in old}
     todo = [(m, r, s) for r in cfg.params_removed for m in cfg.methods for s in cfg.seeds
             if (m, _level(r), s) not in done]
     log(f"{cfg.name}: {len(done)} records found, {len(todo)} to run -> {cfg.records}")
     acc0 = evaluate(model, te) if todo else None
     if todo:
+        _check_same_model(old, acc0, len(te), cfg)
         log(f"unpruned accuracy {acc0:.2f} on {len(te)} test images; fine-tuning on "
             f"{len(tune_split)} training images")
     ft = {"finetune_epochs": cfg.finetune.get("epochs", 20),
@@ -251,6 +253,20 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
             f"  pruned {rec['acc_pruned']:6.2f}  fine-tuned {rec['acc_finetuned']:6.2f}  "
             f"({rec['prune_seconds']:.1f} s)")
     return read_records(cfg.records)
+
+
+def _check_same_model(records: list[dict[str, Any]], acc0: float, n_test: int,
+                      cfg: BenchConfig) -> None:
+    """Refuse to append to records made from another model: a checkpoint that was retrained
+    differently (or replaced) gives another unpruned accuracy on the same test images."""
+    stale = [r for r in records if abs(r["acc_unpruned"] - acc0) > 50.0 / n_test]
+    if stale:
+        raise CheckpointError(
+            f"{cfg.records} holds {len(stale)} records of a model with unpruned accuracy "
+            f"{stale[0]['acc_unpruned']:.2f}, but {cfg.checkpoint} scores {acc0:.2f} on the same "
+            "test images: the records come from another model (or another test subset). Move "
+            "the records file away "
+            "(or point `records:` at a new path) to start over, or restore the checkpoint.")
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

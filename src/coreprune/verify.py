@@ -2,7 +2,9 @@
 
 A pruned checkpoint written by coreprune records, for every pruned layer, the kept units and
 the weight folded into each. :func:`verify_layers` rebuilds each layer's point set
-``q_i = ||p_i|| v_i`` (METHOD §3(d), the whole span, no projection) from the *original* model and
+``q_i`` of the setting it was pruned with (``v_i`` by default, ``||p_i|| v_i`` for
+``coreset-scaled`` and ``coreset-theory``; METHOD §3(d), the whole span, no projection) from
+the *original* model and
 measures the coreset's relative error
 
     err(y) = | sum_{i kept} w_i |q_i . y| - sum_i |q_i . y| | / sum_i |q_i . y|
@@ -39,7 +41,7 @@ from .pruning.groups import build_graph, find_unit_groups, unit_set
 
 __all__ = ["LayerCheck", "verify_layers", "verify_checkpoint_record"]
 
-DEFAULT_SCALING = "outgoing_x_incoming_norm"
+DEFAULT_SCALING = "outgoing"
 
 
 @dataclass(frozen=True)
