@@ -2,10 +2,17 @@
 benchmark configs: every registered method at three compression levels, before fine-tuning,
 with and without compensation, on the same test subset as the config.
 
-Regenerate (about 5 minutes for ResNet-56 and 12 for VGG-16 on 2 CPU cores; needs the
-configs' checkpoints, trained here by the bench code when missing):
+Regenerate (about 5 minutes for ResNet-56 on 2 CPU cores; needs the configs' checkpoints,
+trained here by the bench code when missing):
 
     python benchmarks/bn_compensation.py --configs benchmarks/resnet56_fmnist32_cpu.yaml
+
+VGG-16 without ``coreset-theory`` (its whole-span peeling takes 2.5 minutes a run; about 4
+minutes):
+
+    python benchmarks/bn_compensation.py --configs benchmarks/vgg16_fmnist32_cpu.yaml \
+        --methods coreset coreset-scaled mussay l1 l2 random \
+        --out benchmarks/results/bn_compensation_vgg16.json
 
 Writes ``benchmarks/results/bn_compensation.json`` (one record per run) and prints a table
 (tee it to ``benchmarks/results/bn_compensation.log``). One seed (0): ``coreset``,
@@ -34,6 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", type=Path,
                     default=[ROOT / "resnet56_fmnist32_cpu.yaml", ROOT / "vgg16_fmnist32_cpu.yaml"])
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bn_compensation.json")
     args = ap.parse_args()
     records = []
@@ -45,7 +53,7 @@ def main() -> None:
         print(f"{cfg.name}: unpruned {acc0:.2f} on {len(te)} test images", flush=True)
         x = te.x[:2]
         for level in LEVELS:
-            for method in METHODS:
+            for method in args.methods:
                 for seed in [0]:
                     accs = {}
                     for compensate in (False, True):
