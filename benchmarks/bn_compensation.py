@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from coreprune import io
-from coreprune.bench import load_bench_data, load_config, trained_model
+from coreprune.bench import unpruned_models
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
@@ -45,12 +45,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bn_compensation.json")
     args = ap.parse_args()
     records = []
-    for path in args.configs:
-        cfg = load_config(path)
-        tr, te, _ = load_bench_data(cfg)
-        model = trained_model(cfg, tr)
-        acc0 = evaluate(model, te)
-        print(f"{cfg.name}: unpruned {acc0:.2f} on {len(te)} test images", flush=True)
+    for cfg, model, te, acc0 in unpruned_models(args.configs,
+                                                log=lambda s: print(s, flush=True)):
         x = te.x[:2]
         for level in LEVELS:
             for method in args.methods:

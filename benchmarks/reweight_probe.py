@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from coreprune import io
-from coreprune.bench import load_bench_data, load_config, trained_model
+from coreprune.bench import unpruned_models
 from coreprune.importance import ImportanceMethod, Selection, UnitSet, get_method, register_method
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
@@ -67,12 +67,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "reweight_probe.json")
     args = ap.parse_args()
     records = []
-    for path in args.configs:
-        cfg = load_config(path)
-        tr, te, _ = load_bench_data(cfg)
-        model = trained_model(cfg, tr)
-        acc0 = evaluate(model, te)
-        print(f"{cfg.name}: unpruned {acc0:.2f} on {len(te)} test images", flush=True)
+    for cfg, model, te, acc0 in unpruned_models(args.configs,
+                                                log=lambda s: print(s, flush=True)):
         for level in LEVELS:
             for method in METHODS:
                 t0 = time.perf_counter()

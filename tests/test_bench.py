@@ -71,6 +71,18 @@ def test_refuses_to_mix_records_of_another_model(tmp_path):
     assert cfg.records.read_text() == lines[0] + "\n"  # nothing appended
 
 
+def test_unpruned_models_yields_each_configs_trained_model_and_accuracy(tmp_path):
+    from coreprune.bench import unpruned_models
+    from coreprune.train import evaluate
+
+    path = write_config(tmp_path, test_images=50)
+    logged = []
+    [(cfg, model, te, acc0)] = list(unpruned_models([path], log=logged.append))
+    assert cfg.name == "tiny" and cfg.checkpoint.exists() and len(te) == 50
+    assert acc0 == evaluate(model, te)
+    assert f"tiny: unpruned {acc0:.2f} on 50 test images" in logged
+
+
 def test_bench_cli_writes_plot_and_table(tmp_path, capsys):
     p = write_config(tmp_path, methods="[l1, random]", seeds="[0]")
     md = tmp_path / "RESULTS.md"

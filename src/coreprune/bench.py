@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -48,8 +48,8 @@ from .pruning.peers import PEERS
 from .train import evaluate, train
 from .validation import check_fraction
 
-__all__ = ["BenchConfig", "load_config", "load_bench_data", "trained_model", "read_records",
-           "run_bench", "summarize", "plot_records", "results_markdown"]
+__all__ = ["BenchConfig", "load_config", "load_bench_data", "trained_model", "unpruned_models",
+           "read_records", "run_bench", "summarize", "plot_records", "results_markdown"]
 
 
 @dataclass
@@ -214,6 +214,22 @@ def trained_model(cfg: BenchConfig, train_split: Split,
     return model
 
 
+def unpruned_models(paths: list[str | os.PathLike], data_root: str | None = None,
+                    log: Callable[[str], None] = print
+                    ) -> Iterator[tuple[BenchConfig, torch.nn.Module, Split, float]]:
+    """For each config path: ``(config, trained model, test split, unpruned accuracy on it)``,
+    the model trained and cached as :func:`trained_model` does and the test split cut as
+    :func:`load_bench_data` does; logs the unpruned accuracy. For scripts that prune the bench
+    configs' models outside the harness."""
+    for path in paths:
+        cfg = load_config(path)
+        tr, te, _ = load_bench_data(cfg, data_root)
+        model = trained_model(cfg, tr, log)
+        acc0 = evaluate(model, te)
+        log(f"{cfg.name}: unpruned {acc0:.2f} on {len(te)} test images")
+        yield cfg, model, te, acc0
+
+
 def run_bench(cfg: BenchConfig, data_root: str | None = None,
               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Run every (method, params_removed, seed) of ``cfg`` not yet in ``cfg.records``.
@@ -265,8 +281,8 @@ def _check_same_model(records: list[dict[str, Any]], acc0: float, n_test: int,
             f"{cfg.records} holds {len(stale)} records of a model with unpruned accuracy "
             f"{stale[0]['acc_unpruned']:.2f}, but {cfg.checkpoint} scores {acc0:.2f} on the same "
             "test images: the records come from another model (or another test subset). Move "
-            "the records file away "
-            "(or point `records:` at a new path) to start over, or restore the checkpoint.")
+            "the records file away (or point `records:` at a new path) to start over, or "
+            "restore the checkpoint.")
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
