@@ -5,8 +5,9 @@ Every kept unit's outgoing weights are multiplied by n/k (n units, k kept: the n
 input keeps its average mass, as the sampled methods' ``count/(N·prob)`` weights do in
 expectation). Compared with the plain top-k coreset, on the trained CNNs of the CPU bench
 configs, one seed (these selections do not depend on it; ``random-nk`` uses seed 0), before
-fine-tuning, on the configs' test subsets. The ``*-nk`` methods are registered here only; they
-are not part of coreprune.
+fine-tuning, on the configs' test subsets, all without BatchNorm compensation
+(``compensate=False``; the top-k coreset compensates by default since 0.3). The ``*-nk``
+methods are registered here only; they are not part of coreprune.
 
 Regenerate (about 2 minutes per config on 2 CPU cores; needs the configs' checkpoints,
 trained by the bench code when missing):
@@ -72,7 +73,8 @@ def main() -> None:
         for level in LEVELS:
             for method in METHODS:
                 t0 = time.perf_counter()
-                pruner = Pruner(method, params_removed=level, seed=0)
+                # no BatchNorm compensation: the probe isolates the folded n/k
+                pruner = Pruner(method, params_removed=level, seed=0, compensate=False)
                 acc = evaluate(pruner.fit_transform(model, te.x[:2]), te)
                 records.append({"model": cfg.model, "config": cfg.name, "method": method,
                                 "seed": 0, "target": level,

@@ -114,6 +114,8 @@ def test_test_and_finetune_subsets_are_recorded_and_shared(tmp_path):
 
 @pytest.mark.parametrize("change, match", [
     ({"methods": "[coreset, nope]"}, "unknown method 'nope'"),
+    ({"methods": "[coreset, nope+bn]"}, "unknown method 'nope\\+bn'"),
+    ({"methods": "[tp-magnitude+bn]"}, "not to the Torch-Pruning peer 'tp-magnitude'"),
     ({"params_removed": "[0.5, 1.2]"}, "params_removed"),
     ({"model": "alexnet"}, "alexnet"),
     ({"seeds": "[a]"}, "seeds"),
@@ -164,3 +166,15 @@ def test_verdict_names_baselines_above_the_coreset_apart_from_our_other_settings
             in text)
     recs.append(_record("random", 41.0, 87.0))
     assert "coreset BELOW random (other settings" in results_markdown([("t", recs, "t.png")], "c")
+
+
+def test_method_labels_choose_compensation_and_records_keep_label_and_setting(tmp_path):
+    from coreprune.bench import method_options
+
+    assert method_options("coreset") == ("coreset", {})
+    assert method_options("l1+bn") == ("l1", {"compensate": True})
+    assert method_options("coreset-scaled+nobn") == ("coreset-scaled", {"compensate": False})
+    p = write_config(tmp_path, model="resnet20", methods="[coreset, coreset+nobn, l1, l1+bn]",
+                     seeds="[0]", finetune="{epochs: 0}", test_images=30)
+    got = {r["method"]: r["settings"]["compensate"] for r in run_bench(load_config(p))}
+    assert got == {"coreset": True, "coreset+nobn": False, "l1": False, "l1+bn": True}

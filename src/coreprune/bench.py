@@ -14,6 +14,12 @@ A config is a YAML file (see ``benchmarks/*.yaml``)::
     finetune: {epochs: 20, lr: 0.05, optimizer: sgd}
     records: benchmarks/results/lenet300_fmnist_bench.jsonl
 
+A method named ``NAME+bn`` is ``NAME`` with BatchNorm moment compensation
+(``Pruner(compensate=True)``), ``NAME+nobn`` without it (``compensate=False``), plain ``NAME``
+with the method's default (on for the top-k coreset methods, off for the others); coreprune's
+own methods only. Records keep the label as written and the resolved value in
+``settings.compensate``.
+
 Two optional keys make a run fit a small CPU: ``test_images: N`` evaluates every model (the
 unpruned one included) on one seeded random subset of N test images, and
 ``finetune: {train_images: N, ...}`` fine-tunes on one seeded subset of N training images (the
@@ -48,8 +54,9 @@ from .pruning.peers import PEERS
 from .train import evaluate, train
 from .validation import check_fraction
 
-__all__ = ["BenchConfig", "load_config", "load_bench_data", "trained_model", "unpruned_models",
-           "read_records", "run_bench", "summarize", "plot_records", "results_markdown"]
+__all__ = ["BenchConfig", "method_options", "load_config", "load_bench_data", "trained_model",
+           "unpruned_models", "read_records", "append_record", "run_bench", "summarize",
+           "plot_records", "results_markdown"]
 
 
 @dataclass
@@ -76,6 +83,32 @@ _FINETUNE_KEYS = {"epochs", "lr", "optimizer", "train_images"}
 _KEYS = {"name", "model", "dataset", "checkpoint", "records", "methods", "params_removed",
          "seeds", "train", "finetune", "device", "test_images"}
 SUBSET_SEED = 0  # the seed of the test and fine-tuning subsets (one subset for every run)
+# label suffixes: the method with / without BatchNorm moment compensation
+COMPENSATION_SUFFIXES = {"+bn": True, "+nobn": False}
+
+
+def method_options(label: str) -> tuple[str, dict[str, Any]]:
+    """``(method, options)`` of a config's method label: ``"coreset+bn"`` is
+    ``("coreset", {"compensate": True})``, ``"coreset+nobn"`` is
+    ``("coreset", {"compensate": False})``, any other label is itself with no options.
+
+    Raises:
+        InvalidArgumentError: an unknown method, or a suffix on a Torch-Pruning peer.
+    """
+    method, options = label, {}
+    for suffix, on in COMPENSATION_SUFFIXES.items():
+        if label.endswith(suffix):
+            method, options = label[: -len(suffix)], {"compensate": on}
+            if method in PEERS:
+                raise InvalidArgumentError(f"{label!r}: {suffix} (BatchNorm compensation) "
+                                           "applies to coreprune's own methods, not to the "
+                                           f"Torch-Pruning peer {method!r}")
+    if method not in set(registered_methods()) | set(PEERS):
+        known = sorted(set(registered_methods()) | set(PEERS))
+        raise InvalidArgumentError(f"unknown method {label!r}; known: {known} (each of "
+                                   f"coreprune's own also with a suffix of "
+                                   f"{sorted(COMPENSATION_SUFFIXES)})")
+    return method, options
 
 
 def _check_count(value: Any, what: str) -> int | None:
@@ -107,10 +140,11 @@ def load_config(path: str | os.PathLike) -> BenchConfig:
                                    f"({', '.join(sorted(MODELS))})")
     if raw["dataset"] not in DATASETS:
         raise InvalidArgumentError(f"{p}: dataset {raw['dataset']!r} is not one of {DATASETS}")
-    known = set(registered_methods()) | set(PEERS)
     for m in raw["methods"]:
-        if m not in known:
-            raise InvalidArgumentError(f"{p}: unknown method {m!r}; known: {sorted(known)}")
+        try:
+            method_options(m)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{p}: {e}") from None
     ratios = [check_fraction(r, f"{p}: params_removed") for r in raw["params_removed"]]
     seeds = raw["seeds"]
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
@@ -156,7 +190,7 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def _append_record(path: Path, record: dict[str, Any]) -> None:
+def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one record as one line; drop a torn last line first."""
     if path.exists():
         text = path.read_text()
@@ -255,17 +289,19 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
           "finetune_lr": cfg.finetune.get("lr", 0.05),
           "finetune_optimizer": cfg.finetune.get("optimizer", "sgd")}
     x = te.x[:2].to(next(model.parameters()).device)
-    for i, (method, ratio, seed) in enumerate(todo):
+    for i, (label, ratio, seed) in enumerate(todo):
+        method, options = method_options(label)
         rec, _, _ = prune_and_evaluate(model, method, {"params_removed": ratio}, seed,
                                        tune_split, te, cfg.model, cfg.dataset, acc_unpruned=acc0,
-                                       example_inputs=x, device=cfg.device, **ft)
+                                       example_inputs=x, device=cfg.device, **ft, **options)
+        rec["method"] = label
         rec["data_independent"] = PEERS[method].data_independent if method in PEERS else True
         if cfg.test_images is not None:
             rec["test_images"] = len(te)
         if "train_images" in cfg.finetune:
             rec["finetune"]["train_images"] = len(tune_split)
-        _append_record(cfg.records, rec)
-        log(f"[{i + 1}/{len(todo)}] {method:15s} removed {rec['params_removed']:.3f} seed {seed}"
+        append_record(cfg.records, rec)
+        log(f"[{i + 1}/{len(todo)}] {label:15s} removed {rec['params_removed']:.3f} seed {seed}"
             f"  pruned {rec['acc_pruned']:6.2f}  fine-tuned {rec['acc_finetuned']:6.2f}  "
             f"({rec['prune_seconds']:.1f} s)")
     return read_records(cfg.records)

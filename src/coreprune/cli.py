@@ -296,9 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also prune channels coupled across residual additions")
     p.add_argument("--allocation", choices=("uniform", "sensitivity"), default="uniform",
                    help="split a global target over layers uniformly or by total sensitivity")
-    p.add_argument("--compensate", action="store_true",
+    p.add_argument("--compensate", action=argparse.BooleanOptionalAction, default=None,
                    help="correct the BatchNorm after each pruned layer's consumer for the removed "
-                        "units' expected output (weights only, no data)")
+                        "units' expected output (weights only, no data); default: the method's "
+                        "choice (on for the top-k coreset methods, off for the others)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)

@@ -33,7 +33,7 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
                 **structure_options: Any) -> tuple[nn.Module, Pruner, dict[str, Any]]:
     """Torch-Pruning peer ``method`` at the structure coreprune's budget rule gives ``target``
     (``structure_options``: ``prune_coupled``, ``allocation``, ...)."""
-    if structure_options.get("compensate"):
+    if structure_options.pop("compensate", None):
         raise InvalidArgumentError(f"compensate applies to coreprune's own methods, not to the "
                                    f"Torch-Pruning peer {method!r}")
     structure = Pruner("l1", seed=seed, **target, **structure_options)

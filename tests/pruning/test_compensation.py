@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from coreprune.errors import InvalidArgumentError
 from coreprune.importance import Selection
 from coreprune.pruning import Pruner, apply_selection, build_graph, find_unit_groups
 from coreprune.pruning.groups import moment_compensation, relu_gaussian_moments
@@ -122,3 +123,25 @@ def test_compensated_batchnorm_matches_the_pruned_model_on_gaussian_inputs():
         pre = model[:4](torch.randn(200_000, 16))
     torch.testing.assert_close(model[4].running_mean, pre.mean(0), rtol=0, atol=0.01)
     torch.testing.assert_close(model[4].running_var, pre.var(0), rtol=0.02, atol=0)
+
+
+def test_top_k_coreset_compensates_by_default_and_baselines_run_as_published():
+    assert Pruner("coreset", params_removed=0.5).compensate is True
+    assert Pruner("coreset-scaled", params_removed=0.5).compensate is True
+    assert Pruner("coreset", params_removed=0.5, selection="sample").compensate is False
+    for method in ("coreset-theory", "mussay", "l1", "l2", "random"):
+        assert Pruner(method, params_removed=0.5).compensate is False
+    assert Pruner("coreset", params_removed=0.5, compensate=False).compensate is False
+    assert Pruner("l1", params_removed=0.5, compensate=True).compensate is True
+    with pytest.raises(InvalidArgumentError, match="compensate must be True, False or None"):
+        Pruner("coreset", params_removed=0.5, compensate="yes")
+
+
+def test_default_coreset_equals_explicit_compensation_and_differs_from_none():
+    model = _bn_mlp(True)
+    x = torch.randn(16, 6)
+    default = Pruner("coreset", keep_ratio=0.5).fit_transform(model, x)
+    on = Pruner("coreset", keep_ratio=0.5, compensate=True).fit_transform(model, x)
+    off = Pruner("coreset", keep_ratio=0.5, compensate=False).fit_transform(model, x)
+    torch.testing.assert_close(default(x), on(x), rtol=0, atol=0)
+    assert not torch.allclose(default(x), off(x))

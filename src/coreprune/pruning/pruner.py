@@ -135,7 +135,9 @@ class Pruner:
         compensate: for units followed by BatchNorm and ReLU, correct the consumer's bias (or
             the running mean and variance of the BatchNorm after it) for the removed units'
             expected output, estimated from the BatchNorm's own parameters; no data read (see
-            :func:`coreprune.pruning.groups.moment_compensation`).
+            :func:`coreprune.pruning.groups.moment_compensation`). ``None`` (default): the
+            method's choice (:meth:`ImportanceMethod.compensates_by_default`: on for the
+            top-k coreset methods, off for the baselines and for sampling methods).
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -154,7 +156,7 @@ class Pruner:
                  seed: int = 0, fold: bool = True, prune_coupled: bool = False,
                  ignored_layers: tuple[nn.Module, ...] = (), progress: bool = False,
                  device: str | torch.device | None = None, allocation: str = "uniform",
-                 compensate: bool = False, **options: Any) -> None:
+                 compensate: bool | None = None, **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -186,7 +188,11 @@ class Pruner:
             raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, "
                                        f"got {allocation!r}")
         self.allocation = allocation
-        self.compensate = bool(compensate)
+        if compensate is not None and not isinstance(compensate, bool | np.bool_):
+            raise InvalidArgumentError(f"compensate must be True, False or None, got "
+                                       f"{compensate!r}")
+        self.compensate = (self.method.compensates_by_default() if compensate is None
+                           else bool(compensate))
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
