@@ -253,7 +253,7 @@ class CoresetImportance(ImportanceMethod):
         expected output is lost unless it is folded into what follows (BatchNorm moment
         compensation; a no-op in networks without BatchNorm). Sampling's ``count / (N p)``
         weights restore that mass in expectation already. Measured on the README's trained
-        CNNs: far more accurate before fine-tuning, the same after."""
+        CNNs: far more accurate before fine-tuning, the same or better after."""
         return self.selection == "topk"
 
 
