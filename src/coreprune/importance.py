@@ -301,7 +301,8 @@ class RandomImportance(ImportanceMethod):
 
 
 register_method("coreset", "ours, default setting: peeling sensitivities of the outgoing "
-                "vectors v_i projected to the top 8 singular directions, deterministic top-k")(
+                "vectors v_i projected to the top 8 singular directions, deterministic top-k, "
+                "BatchNorm compensation")(
     CoresetImportance)
 register_method("coreset-scaled", "ours: the default with the points scaled by the incoming "
                 "norm, ||p_i|| v_i (the default before 0.2)")(
