@@ -357,15 +357,18 @@ def plot_records(records: list[dict[str, Any]], path: str | os.PathLike, title: 
     import matplotlib.pyplot as plt
 
     rows = summarize(records)
+    names = sorted({r["method"] for r in rows})
+    # one colour per method (tab20 has 20; the default cycle repeats after 10)
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(names)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for ax, key, label in ((axes[0], "pruned", "before fine-tuning"),
                            (axes[1], "finetuned", "after fine-tuning")):
-        for method in sorted({r["method"] for r in rows}):
+        for method in names:
             pts = [r for r in rows if r["method"] == method]  # sorted by target
             xs = [100 * r["target"] for r in pts]
             mean, lo, hi = ([r[f"{key}_{s}"] for r in pts] for s in ("mean", "min", "max"))
             style = "-" if method.startswith("coreset") else "--"
-            (line,) = ax.plot(xs, mean, style, marker="o", label=method,
+            (line,) = ax.plot(xs, mean, style, marker="o", label=method, color=colours[method],
                               linewidth=2.2 if method == "coreset" else 1.2)
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15)
         ax.axhline(rows[0]["acc_unpruned"], color="k", linewidth=0.8, linestyle=":",
