@@ -145,3 +145,19 @@ def test_default_coreset_equals_explicit_compensation_and_differs_from_none():
     off = Pruner("coreset", keep_ratio=0.5, compensate=False).fit_transform(model, x)
     torch.testing.assert_close(default(x), on(x), rtol=0, atol=0)
     assert not torch.allclose(default(x), off(x))
+
+
+def test_reweighted_selection_compensates_the_mean_only_and_plain_drops_the_variance_too():
+    # reweighted samples estimate the whole sum, whose variance is unchanged; dropping units
+    # with weight 1 removes part of it (independence model); units 2, 3, 5, 7 vary
+    keep = np.array([0, 1, 4, 6])
+    running_var = {}
+    for name, w in (("plain", np.ones(4)), ("reweighted", np.full(4, 2.0))):
+        model = _bn_mlp(True)
+        before = model[4].running_var.clone()
+        graph = build_graph(model, torch.randn(4, 6))
+        (g,) = find_unit_groups(graph)
+        apply_selection(graph, g, Selection(keep, w, np.ones(8)), compensate=True)
+        running_var[name] = model[4].running_var / before
+    assert torch.all(running_var["plain"] < 1.0)
+    torch.testing.assert_close(running_var["reweighted"], torch.ones(3), rtol=0, atol=0)
