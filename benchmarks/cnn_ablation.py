@@ -11,7 +11,7 @@ trained by the bench code when missing; the GPU configs' checkpoints come from a
 
 ``--test-images N`` tests on a seeded subset of N test images where the config itself tests
 on more (the CPU configs' own subsets are smaller and are kept). VGG-16's whole-span setting
-is left out (its peeling takes 2.5 minutes a layer set). Writes
+is left out (2.5 minutes of whole-span peeling a run). Writes
 ``benchmarks/results/cnn_ablation.json``.
 """
 
