@@ -48,3 +48,27 @@ def test_mussay_sensitivity_matches_formula():
     u = units()
     s = get_method("mussay").scores(u)
     np.testing.assert_allclose(s, np.abs(u.outgoing).max(1) * np.linalg.norm(u.incoming, axis=1))
+
+
+def test_coreset_geometry_runs_with_one_blas_thread_whatever_the_callers_setting(monkeypatch):
+    # peeling's discrete choices can flip with the summation order, which multithreaded BLAS
+    # ties to the thread count; the coreset pins BLAS to one thread while it computes
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import coreprune.importance as imp
+
+    seen = []
+    real = imp.peel_sensitivities
+
+    def spy(*args, **kwargs):
+        seen.extend(d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(imp, "peel_sensitivities", spy)
+    with threadpool_limits(2, user_api="blas"):
+        method = get_method("coreset")
+        method.select(units(), 9, np.random.default_rng(0))
+        get_method("coreset").scores(units(seed=1))
+        outside = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    assert seen and set(seen) == {1}
+    assert set(outside) == {2}  # the caller's setting is restored
