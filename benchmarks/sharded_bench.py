@@ -38,12 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from coreprune.bench import append_record, load_config, read_records
-
-
-def _record_key(r: dict) -> tuple:
-    return r["method"], round(float(r.get("target", {}).get("params_removed",
-                                                            r["params_removed"])), 6), r["seed"]
+from coreprune.bench import append_record, load_config, read_records, record_key, run_key
 
 
 def _env(threads: int) -> dict[str, str]:
@@ -104,9 +99,9 @@ def main() -> None:
         for p, cfg in cfgs.items():
             if s not in cfg.seeds:
                 continue
-            done = {_record_key(r) for r in read_records(cfg.records)}
+            done = {record_key(r) for r in read_records(cfg.records)}
             for m in cfg.methods:
-                if all((m, round(r, 6), s) in done for r in cfg.params_removed):
+                if all(run_key(m, r, s) in done for r in cfg.params_removed):
                     continue
                 job = work / f"{cfg.name}__{m}__{s}"
                 raw = {**raws[p], "methods": [m], "seeds": [s],
@@ -142,16 +137,16 @@ def main() -> None:
             queue.clear()
         time.sleep(0.5)
     for p, cfg in cfgs.items():
-        done = {_record_key(r) for r in read_records(cfg.records)}
+        done = {record_key(r) for r in read_records(cfg.records)}
         cfg.records.parent.mkdir(parents=True, exist_ok=True)
         added = 0
         for q, _, records in jobs:
             if q != p:
                 continue
             for r in read_records(records):
-                if _record_key(r) not in done:
+                if record_key(r) not in done:
                     append_record(cfg.records, r)
-                    done.add(_record_key(r))
+                    done.add(record_key(r))
                     added += 1
         log(f"{cfg.name}: {added} records appended to {cfg.records}")
 

@@ -55,7 +55,8 @@ from .train import evaluate, train
 from .validation import check_fraction
 
 __all__ = ["BenchConfig", "method_options", "load_config", "load_bench_data", "trained_model",
-           "unpruned_models", "read_records", "append_record", "run_bench", "summarize",
+           "unpruned_models", "read_records", "append_record", "run_key", "record_key",
+           "run_bench", "summarize",
            "plot_records", "results_markdown"]
 
 
@@ -103,9 +104,9 @@ def method_options(label: str) -> tuple[str, dict[str, Any]]:
                 raise InvalidArgumentError(f"{label!r}: {suffix} (BatchNorm compensation) "
                                            "applies to coreprune's own methods, not to the "
                                            f"Torch-Pruning peer {method!r}")
-    if method not in set(registered_methods()) | set(PEERS):
-        known = sorted(set(registered_methods()) | set(PEERS))
-        raise InvalidArgumentError(f"unknown method {label!r}; known: {known} (each of "
+    known = set(registered_methods()) | set(PEERS)
+    if method not in known:
+        raise InvalidArgumentError(f"unknown method {label!r}; known: {sorted(known)} (each of "
                                    f"coreprune's own also with a suffix of "
                                    f"{sorted(COMPENSATION_SUFFIXES)})")
     return method, options
@@ -212,6 +213,17 @@ def _record_level(record: dict[str, Any]) -> float:
     return _level(record.get("target", {}).get("params_removed", record["params_removed"]))
 
 
+def run_key(method: str, params_removed: float, seed: int) -> tuple[str, float, int]:
+    """The key of one run (method label, compression level, seed): a records file holds at
+    most one record per key, and a resumed bench skips the keys it holds."""
+    return method, _level(params_removed), seed
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, float, int]:
+    """:func:`run_key` of the run that made ``record``."""
+    return record["method"], _record_level(record), record["seed"]
+
+
 def load_bench_data(cfg: BenchConfig, data_root: str | None = None) -> tuple[Split, Split, Split]:
     """``(train, test, finetune)`` splits of ``cfg``: the test split cut to ``test_images`` and
     the fine-tuning split to ``finetune.train_images`` (seeded subsets) where the config says so.
@@ -276,9 +288,9 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
         model.to(cfg.device)
     cfg.records.parent.mkdir(parents=True, exist_ok=True)
     old = read_records(cfg.records)
-    done = {(r["method"], _record_level(r), r["seed"]) for r in old}
+    done = {record_key(r) for r in old}
     todo = [(m, r, s) for r in cfg.params_removed for m in cfg.methods for s in cfg.seeds
-            if (m, _level(r), s) not in done]
+            if run_key(m, r, s) not in done]
     log(f"{cfg.name}: {len(done)} records found, {len(todo)} to run -> {cfg.records}")
     acc0 = evaluate(model, te) if todo else None
     if todo:

@@ -225,14 +225,17 @@ class CoresetImportance(ImportanceMethod):
     # an order that depends on the thread count; measured on a trained VGG-16, 1 and 2 threads
     # kept different units in one of 13 layers. One thread gives the same units for any thread
     # setting (another numpy build or CPU can still differ; see the README).
-    def scores(self, units: UnitSet) -> np.ndarray:
-        with threadpool_limits(1, user_api="blas"):
-            return self._peel(self.points(units))[0]
-
-    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+    def _points_and_bounds(self, units: UnitSet
+                           ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         with threadpool_limits(1, user_api="blas"):
             q = self.points(units)
-            s, info = self._peel(q)
+            return (q, *self._peel(q))
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        return self._points_and_bounds(units)[1]
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        q, s, info = self._points_and_bounds(units)
         if self.selection == "sample":
             sub = sample_distinct(s, k, rng)
             info["draws"] = sub.draws

@@ -41,7 +41,7 @@ from .pruning.groups import build_graph, find_unit_groups, unit_set
 
 __all__ = ["LayerCheck", "verify_layers", "verify_checkpoint_record"]
 
-DEFAULT_SCALING = "outgoing"
+DEFAULT_SCALING = CoresetImportance().scaling  # the default coreset's point set
 
 
 @dataclass(frozen=True)
