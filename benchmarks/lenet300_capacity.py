@@ -15,12 +15,15 @@ Fashion-MNIST with a grid of training recipes, each over 5 seeds:
 * loss: cross-entropy; or knowledge distillation from the unpruned model,
   ``0.1 CE + 0.9 T^2 KL`` at T=4, or ``0.5 CE + 0.5 T^2 KL`` at T=2.
 
-Each (start, optimiser, epochs, data) group trains its 3 losses x 5 seeds = 15 networks as one
-batched ensemble (``torch.baddbmm``; every network has its own shuffling and augmentation
-draws, so they are independent runs), groups run in parallel worker processes. Test accuracy
-of every network is recorded every 10 epochs and at the end; the tables report the final one
-(mean and per seed). The best final mean over the grid is optimistic (it is chosen on the test
-set), which is what an upper bound wants.
+Each (optimiser, epochs, data) group trains its 6 starting points x 3 losses x 5 seeds = 90
+networks as one batched ensemble (``torch.baddbmm``), every network zero-padded to 784-33-48-10
+(padded units get zero gradients and stay zero; each task checks and records it) and with its
+own shuffling and augmentation draws, so they are independent runs; each group is split into 2
+tasks that run in parallel worker processes. No gradient clipping (``coreprune.finetune``
+clips to norm 5; its 20-epoch SGD default is not in this grid). Test accuracy of every network
+is recorded every 10 epochs and at the end; the tables report the final one (mean and per
+seed). The best final mean over the grid is optimistic (it is chosen on the test set), which
+is what an upper bound wants.
 
 Needs a GPU. The committed results: one H100, ``run --workers 16 --start-deadline 250
 --hard-deadline 440`` (444 s; the deadline stopped the 150-epoch tasks 0-5 at epochs 70-140),
@@ -33,7 +36,7 @@ On 2 CPU cores it would take about a day. Two steps:
 
 ``prepare`` prunes ``runs/lenet300_fmnist.pt`` (the model of ``lenet300_fmnist.py``, 90.03%)
 and writes ``runs/lenet300_capacity_start.pt`` (teacher + starting points); ``run`` writes
-``benchmarks/results/lenet300_capacity.json`` and prints the table (``--report`` reprints it).
+``benchmarks/results/lenet300_capacity.json`` and prints the table (``report`` reprints it).
 """
 
 from __future__ import annotations
@@ -155,8 +158,9 @@ def init_layers(nets: list[dict], starts: dict, gen: torch.Generator,
 
 
 def run_group(group: dict, data: dict, device: torch.device, hard_deadline: float) -> dict | None:
-    """Train one group's ensemble (every member network) and return per-network accuracies;
-    None if ``hard_deadline`` (a ``time.time()``) passes first."""
+    """Train one task's ensemble (its share of the group's networks) and return per-network
+    accuracies. Past ``hard_deadline`` (a ``time.time()``) it stops and returns what it measured
+    (``epochs_done`` says how far it got), or None if that was before the first evaluation."""
     xtr, ytr, xte, yte = data["xtr"], data["ytr"], data["xte"], data["yte"]
     background = float(xtr.min())
     nets = members(data["starts"])[group["part"]::group["parts"]]
