@@ -55,11 +55,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from coreprune.metrics import count_params
+from coreprune.models import build_model
 
 ROOT = Path(__file__).resolve().parent
 START = Path("runs/lenet300_capacity_start.pt")
 OUT = ROOT / "results" / "lenet300_capacity.json"
-BUDGET = 26_661  # 10% of LeNet-300-100's 266,610 parameters
+BUDGET = count_params(build_model("lenet300")) // 10  # 90% removed: 26,661 of 266,610
 SCRATCH_SHAPES = [(33, 11), (33, 16), (32, 24), (30, 48)]
 OPTIMISERS = {"adam": 1e-3, "sgd": 0.05}
 EPOCHS = [40, 150]
@@ -69,7 +73,8 @@ SEEDS = 5
 
 
 def n_params(h1: int, h2: int) -> int:
-    return 785 * h1 + (h1 + 1) * h2 + (h2 + 1) * 10
+    """Parameters of a 784-h1-h2-10 MLP."""
+    return count_params(nn.Sequential(nn.Linear(784, h1), nn.Linear(h1, h2), nn.Linear(h2, 10)))
 
 
 def linear_layers(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -320,7 +325,8 @@ def run(args: argparse.Namespace) -> None:
     from coreprune.data import load_dataset
 
     t0 = time.time()
-    todo_list = groups(args.epochs or EPOCHS, args.parts)[:args.max_groups]
+    all_tasks = groups(args.epochs or EPOCHS, args.parts)
+    todo_list = all_tasks[:args.max_groups]
     if args.tasks:
         todo_list = [g for g in todo_list if g["id"] in args.tasks]
     ctx = mp.get_context("spawn")
@@ -362,7 +368,7 @@ def run(args: argparse.Namespace) -> None:
         blob["runs"] = old.get("runs", [{k: old[k] for k in ("device", "torch", "seconds")}])
         blob["runs"].append(this_run)
         blob["groups"] = list(kept.values())
-        blob["groups_not_run"] = len(groups(args.epochs or EPOCHS, args.parts)) - len(kept)
+        blob["groups_not_run"] = len(all_tasks) - len(kept)
     blob["groups"] = sorted(blob["groups"], key=lambda g: g["id"])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
