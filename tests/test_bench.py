@@ -146,13 +146,14 @@ def test_committed_configs_are_valid():
     assert len(configs) >= 3
     for path in configs:
         cfg = load_config(path)
-        assert cfg.methods and cfg.params_removed and cfg.seeds
+        assert cfg.methods and cfg.levels and cfg.seeds
 
 
 def _record(method, pruned, finetuned, seed=0):
     return {"model": "m", "dataset": "d", "method": method, "seed": seed, "params_removed": 0.5,
             "flops_removed": 0.5, "acc_unpruned": 90.0, "acc_pruned": pruned,
-            "acc_finetuned": finetuned, "target": {"params_removed": 0.5}}
+            "acc_finetuned": finetuned, "target": {"params_removed": 0.5},
+            "finetune": {"epochs": 1}}
 
 
 def test_verdict_names_baselines_above_the_coreset_apart_from_our_other_settings():
@@ -172,9 +173,18 @@ def test_method_labels_choose_compensation_and_records_keep_label_and_setting(tm
     from coreprune.bench import method_options
 
     assert method_options("coreset") == ("coreset", {})
-    assert method_options("l1+bn") == ("l1", {"compensate": True})
-    assert method_options("coreset-scaled+nobn") == ("coreset-scaled", {"compensate": False})
-    p = write_config(tmp_path, model="resnet20", methods="[coreset, coreset+nobn, l1, l1+bn]",
+    assert method_options("l1+bn") == ("l1", {"compensate": "bn-mean"})
+    assert method_options("coreset-scaled+nobn") == ("coreset-scaled", {"compensate": "none"})
+    assert method_options("l1+merge") == ("l1", {"compensate": "merge"})
+    assert method_options("greedy+reconstruct") == ("greedy", {"compensate": "reconstruct"})
+    for bad, msg in (("l1+magic", "unknown compensation 'magic'"),
+                     ("tp-magnitude+merge", "not to the Torch-Pruning peer"),
+                     ("nope+none", r"unknown method .nope\+none.")):
+        with pytest.raises(InvalidArgumentError, match=msg):
+            method_options(bad)
+    p = write_config(tmp_path, model="resnet20",
+                     methods="[coreset, coreset+nobn, l1, l1+bn, l1+merge]",
                      seeds="[0]", finetune="{epochs: 0}", test_images=30)
     got = {r["method"]: r["settings"]["compensate"] for r in run_bench(load_config(p))}
-    assert got == {"coreset": True, "coreset+nobn": False, "l1": False, "l1+bn": True}
+    assert got == {"coreset": "reconstruct", "coreset+nobn": "none", "l1": "none",
+                   "l1+bn": "bn-mean", "l1+merge": "merge"}

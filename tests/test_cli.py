@@ -45,17 +45,21 @@ def test_errors_are_one_line_and_exit_2(trained, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["eval", str(d / "missing.pt")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["prune", str(ckpt), "--method", "tp-magnitude", "--compensate",
+    assert main(["prune", str(ckpt), "--method", "tp-magnitude", "--compensate", "bn-mean",
                  "--finetune-epochs", "0", "--out", str(d / "tp.pt")]) == 2
     assert "not to the Torch-Pruning peer 'tp-magnitude'" in capsys.readouterr().err
     assert not (d / "tp.pt").exists()
 
 
-def test_compensate_flag_is_recorded(trained):
+@pytest.mark.parametrize("flags, name", [(["--compensate", "bn-mean"], "bn-mean"),
+                                         (["--no-compensate"], "none"),
+                                         (["--compensate", "merge"], "merge"), ([], "reconstruct")])
+def test_compensate_flag_is_recorded(trained, flags, name):
     d, ckpt = trained
-    assert main(["prune", str(ckpt), "--ratio", "0.5", "--compensate", "--finetune-epochs", "0",
-                 "--out", str(d / "c.pt"), "--json", str(d / "c.json")]) == 0
-    assert json.loads((d / "c.json").read_text())["settings"]["compensate"] is True
+    out = d / f"c-{name}.json"
+    assert main(["prune", str(ckpt), "--ratio", "0.5", *flags, "--finetune-epochs", "0",
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["compensate"] == name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -68,8 +70,10 @@ def test_cli_verify(tmp_path, capsys):
     code = main(["verify", str(tmp_path / "p.pt"), str(tmp_path / "m.pt"), "--steps", "10",
                  "--json", str(tmp_path / "v.json")])
     out = capsys.readouterr().out
-    assert code == 0 and "err ascent" in out and "bound" in out
-    assert (tmp_path / "v.json").exists()
+    assert code == 0 and "err ascent" in out and "bound" in out and "pred. err recon." in out
+    layers = json.loads((tmp_path / "v.json").read_text())["layers"]
+    # the default reconstructs: each layer's predicted error is reported, below dropping's
+    assert all(0 <= c["predicted_error"] < c["predicted_error_drop"] for c in layers)
     # the original passed as the pruned model: no record, one-line error
     assert main(["verify", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")]) == 2
     assert "no pruning record" in capsys.readouterr().err

@@ -19,7 +19,8 @@ import yaml
 
 from . import io
 from .bench import load_config, plot_records, read_records, results_markdown, run_bench
-from .data import DATASETS, Split, load_dataset
+from .compensation import compensation_description, compensations
+from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
 from .errors import CorepruneError, InvalidArgumentError
 from .experiment import prune_and_evaluate
 from .importance import method_description, methods
@@ -47,7 +48,8 @@ def _checkpoint_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, dic
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:
         raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
-    tr, te = load_dataset(dataset, args.data_root)
+    tr, te = load_dataset(dataset, args.data_root,
+                          normalization=meta.get("normalization", "standard"))
     return model, meta, dataset, tr, te
 
 
@@ -57,8 +59,9 @@ def _measure(model: torch.nn.Module, split: Split) -> dict[str, float]:
             "latency_ms": measure_latency(model, split.x[:64])}
 
 
-def _model_for(name: str, split: Split) -> torch.nn.Module:
-    return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]))
+def _model_for(name: str, split: Split, **model_args: Any) -> torch.nn.Module:
+    return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]),
+                                  **model_args)
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
@@ -84,14 +87,18 @@ def _summary_rows(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[s
 
 def cmd_train(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
-    tr, te = load_dataset(args.dataset, args.data_root)
+    model_args = _options(args.model_arg, "--model-arg")
+    tr, te = load_dataset(args.dataset, args.data_root, normalization=args.normalization)
     torch.manual_seed(args.seed)
-    model = _model_for(args.model, tr)
+    model = _model_for(args.model, tr, **model_args)
     train(model, tr, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
-          batch_size=args.batch_size, seed=args.seed, device=args.device)
+          batch_size=args.batch_size, seed=args.seed, device=args.device,
+          weight_decay=args.weight_decay)
     acc = evaluate(model, te, device=args.device)
-    meta = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs, "lr": args.lr,
-            "optimizer": args.optimizer, "seed": args.seed, "accuracy": acc}
+    meta = {"model": args.model, "model_args": model_args, "dataset": args.dataset,
+            "normalization": args.normalization, "epochs": args.epochs, "lr": args.lr,
+            "optimizer": args.optimizer, "weight_decay": args.weight_decay, "seed": args.seed,
+            "accuracy": acc}
     if out is not None:
         io.save(model.cpu(), out, meta, overwrite=args.overwrite)
     result = {**meta, "params": count_params(model)}
@@ -117,13 +124,26 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
     return {"params_removed": 0.9 if args.ratio is None else args.ratio}
 
 
-def _options(pairs: list[str]) -> dict[str, Any]:
+def _options(pairs: list[str], flag: str = "--option") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise InvalidArgumentError(f"--option takes KEY=VALUE, got {pair!r}")
+            raise InvalidArgumentError(f"{flag} takes KEY=VALUE, got {pair!r}")
         k, v = pair.split("=", 1)
         out[k] = yaml.safe_load(v)
+    return out
+
+
+def _prior(args: argparse.Namespace) -> dict[str, Any]:
+    """The moment-model options given on the command line (none: the library defaults)."""
+    out: dict[str, Any] = {}
+    if args.input_prior is not None:
+        mean, std = args.input_prior
+        if not std >= 0:
+            raise InvalidArgumentError(f"--input-prior STD must be >= 0, got {std}")
+        out["input_prior"] = (mean, std)
+    if args.moment_method is not None:
+        out["moment_method"] = args.moment_method
     return out
 
 
@@ -136,7 +156,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
         finetune_optimizer=args.finetune_optimizer, example_inputs=te.x[:2], device=args.device,
         prune_coupled=args.prune_coupled, allocation=args.allocation,
-        compensate=args.compensate, **_options(args.option))
+        compensate=args.compensate, **_prior(args), **_options(args.option))
     tuned = tuned.cpu()
     before["accuracy"] = record["acc_unpruned"]
     after = {**_measure(tuned, te), "accuracy": record["acc_pruned"],
@@ -171,6 +191,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(f"{name:16s} {method_description(name)}")
     for name, peer in PEERS.items():
         print(f"{name:16s} {peer.description} (`coreprune prune` and `bench` only)")
+    print("\ncompensations (--compensate NAME; bench label METHOD+NAME):")
+    for name in compensations():
+        print(f"{name:16s} {compensation_description(name)}")
     return 0
 
 
@@ -182,14 +205,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     checks = verify_checkpoint_record(pruned, pmeta.get("pruned"), original, x, seed=args.seed,
                                       n_random=args.queries, steps=args.steps, progress=True)
     rows = [("layer", "units", "kept", "rank", "total sens.", "err random", "err ascent",
-             "bound", "eps (sampling)", "ok")]
+             "bound", "eps (sampling)", "ok", "pred. err recon.", "pred. err drop")]
     for c in checks:
         rows.append((c.name, str(c.units), str(c.kept), str(c.rank),
                      f"{c.total_sensitivity:.1f}", f"{c.error_random:.4f}",
                      f"{c.error_ascent:.4f}", f"{c.bound:.4f}",
                      "-" if c.eps_sampling is None else f"{c.eps_sampling:.3f}",
-                     "yes" if c.within_bound else "NO"))
+                     "yes" if c.within_bound else "NO",
+                     "-" if c.predicted_error is None else f"{c.predicted_error:.4f}",
+                     "-" if c.predicted_error_drop is None else f"{c.predicted_error_drop:.4f}"))
     _print_table(rows)
+    print("\nerr/bound: the coreset's measured error and its guaranteed bound (the selection's "
+          "point set); pred. err: the model-predicted relative output error of the fold "
+          "(least-squares reconstruction) and of plain dropping, under the input prior")
     if args.json:
         io.write_json(args.json, {"pruned": str(args.pruned), "original": str(args.original),
                                   "layers": [c.to_dict() for c in checks]},
@@ -273,7 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a zoo model and save a checkpoint")
     p.add_argument("--model", choices=sorted(MODELS), default="lenet300")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="zoo model argument, e.g. --model-arg 'hidden=[500, 300]' "
+                        "--model-arg activation=gelu (for --model mlp)")
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default="standard",
+                   help="inputs standardised (default), in [0, 1] (unit) or in [-1, 1] (pm1)")
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -296,10 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also prune channels coupled across residual additions")
     p.add_argument("--allocation", choices=("uniform", "sensitivity"), default="uniform",
                    help="split a global target over layers uniformly or by total sensitivity")
-    p.add_argument("--compensate", action=argparse.BooleanOptionalAction, default=None,
-                   help="correct the BatchNorm after each pruned layer's consumer for the removed "
-                        "units' expected output (weights only, no data); default: the method's "
-                        "choice (on for the top-k coreset methods, off for the others)")
+    p.add_argument("--compensate", choices=compensations(), metavar="NAME", default=None,
+                   help="what the next layers absorb of the removed units (weights only, no "
+                        f"data): one of {', '.join(compensations())}; default: the method's "
+                        "choice (reconstruct for coreset and greedy, merge for neuron-merging, "
+                        "none for the other baselines)")
+    p.add_argument("--no-compensate", dest="compensate", action="store_const", const="none",
+                   help="same as --compensate none")
+    p.add_argument("--input-prior", nargs=2, type=float, metavar=("MEAN", "STD"),
+                   help="the input model of the reconstruction: independent N(MEAN, STD^2) per "
+                        "input element, in the model's input coordinates (default 0 1)")
+    p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
+                   help="how activation moments are computed (default auto: closed form for "
+                        "ReLU and leaky ReLU, Monte Carlo otherwise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)

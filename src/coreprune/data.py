@@ -23,11 +23,14 @@ import torch.nn.functional as F
 from .errors import DataFileError, InvalidArgumentError
 
 __all__ = ["Split", "read_idx", "read_cifar10_batch", "load_dataset", "DATASETS",
-           "FASHION_MNIST_DIR"]
+           "FASHION_MNIST_DIR", "NORMALIZATIONS"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 DATASETS = ("fashion-mnist", "fashion-mnist-32", "mnist", "cifar10", "digits")
+# how pixels become inputs: "standard" (the training split's per-channel mean and sd), "unit"
+# ([0, 1]: x / 255) or "pm1" ([-1, 1]: torchvision's Normalize((0.5,), (0.5,)))
+NORMALIZATIONS = ("standard", "unit", "pm1")
 
 
 @dataclass
@@ -106,10 +109,16 @@ def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _normalise(train: np.ndarray, test: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale to [0, 1], then standardise both splits with the training split's channel stats."""
+def _normalise(train: np.ndarray, test: np.ndarray, normalization: str = "standard"
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale to [0, 1]; then ``"standard"``: standardise both splits with the training split's
+    channel stats, ``"pm1"``: map to [-1, 1], ``"unit"``: leave as is."""
     tr = torch.as_tensor(train, dtype=torch.float32) / 255.0
     te = torch.as_tensor(test, dtype=torch.float32) / 255.0
+    if normalization == "unit":
+        return tr, te
+    if normalization == "pm1":
+        return 2.0 * tr - 1.0, 2.0 * te - 1.0
     mean = tr.mean(dim=(0, 2, 3), keepdim=True)
     std = tr.std(dim=(0, 2, 3), keepdim=True)
     return (tr - mean) / std, (te - mean) / std
@@ -130,7 +139,7 @@ def _idx_pair(root: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None,
-                 fallback: bool = False) -> tuple[Split, Split]:
+                 fallback: bool = False, normalization: str = "standard") -> tuple[Split, Split]:
     """Load ``(train, test)`` of dataset ``name`` from ``root``.
 
     Args:
@@ -139,11 +148,15 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
             ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``).
         fallback: if Fashion-MNIST is missing, say how to get it on stderr and return the
             bundled digits instead of raising.
-
-    Both splits are normalised with the training split's per-channel mean and std.
+        normalization: one of :data:`NORMALIZATIONS`: ``"standard"`` (both splits standardised
+            with the training split's per-channel mean and std), ``"unit"`` (pixels in [0, 1])
+            or ``"pm1"`` (pixels in [-1, 1]).
     """
     if name not in DATASETS:
         raise InvalidArgumentError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    if normalization not in NORMALIZATIONS:
+        raise InvalidArgumentError(f"unknown normalization {normalization!r}; choose from "
+                                   f"{NORMALIZATIONS}")
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -153,7 +166,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         perm = np.random.default_rng(0).permutation(len(y))
         x, y = x[perm], y[perm]
         n_train = 1400
-        xtr_t, xte_t = _normalise(x[:n_train], x[n_train:])
+        xtr_t, xte_t = _normalise(x[:n_train], x[n_train:], normalization)
         return (Split(xtr_t, torch.as_tensor(y[:n_train])),
                 Split(xte_t, torch.as_tensor(y[n_train:])))
     if name.startswith("fashion-mnist"):
@@ -168,7 +181,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
             print(f"coreprune: Fashion-MNIST not found ({exc}); install it with "
                   "`apt-get install dataset-fashion-mnist`. Falling back to scikit-learn's "
                   "bundled 8x8 digits.", file=sys.stderr)
-            return load_dataset("digits")
+            return load_dataset("digits", normalization=normalization)
     elif name == "mnist":
         if root is None:
             raise InvalidArgumentError("mnist needs root= (a folder with the IDX files)")
@@ -181,7 +194,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         xtr = np.concatenate([p[0] for p in parts])
         ytr = np.concatenate([p[1] for p in parts])
         xte, yte = read_cifar10_batch(Path(root) / "test_batch")
-    xtr_t, xte_t = _normalise(xtr, xte)
+    xtr_t, xte_t = _normalise(xtr, xte, normalization)
     if name == "fashion-mnist-32":
         xtr_t, xte_t = F.pad(xtr_t, (2, 2, 2, 2)), F.pad(xte_t, (2, 2, 2, 2))
     return Split(xtr_t, torch.as_tensor(ytr)), Split(xte_t, torch.as_tensor(yte))

@@ -33,7 +33,7 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
                 **structure_options: Any) -> tuple[nn.Module, Pruner, dict[str, Any]]:
     """Torch-Pruning peer ``method`` at the structure coreprune's budget rule gives ``target``
     (``structure_options``: ``prune_coupled``, ``allocation``, ...)."""
-    if structure_options.pop("compensate", None):
+    if structure_options.pop("compensate", None) not in (None, False, "none"):
         raise InvalidArgumentError(f"compensate applies to coreprune's own methods, not to the "
                                    f"Torch-Pruning peer {method!r}")
     structure = Pruner("l1", seed=seed, **target, **structure_options)
@@ -112,11 +112,18 @@ def _report_stats(pruner: Pruner) -> dict[str, Any]:
     rep = pruner.report_
     return {"params": [rep.params_before, rep.params_after],
             "flops": [rep.flops_before, rep.flops_after],
-            "settings": {**rep.method, "fold": rep.target["fold"],
-                         "prune_coupled": rep.target["prune_coupled"],
-                         "allocation": rep.target["allocation"],
-                         "compensate": rep.target["compensate"]},
+            "settings": {**rep.method, **{k: rep.target[k] for k in _SETTINGS
+                                          if k in rep.target}},
             "layers": [{"name": lr.name, "units": lr.n_units, "kept": lr.kept,
                         "total_sensitivity": lr.info.get("total_sensitivity"),
                         "draws": lr.info.get("draws"), "indices": lr.indices,
-                        "weights": lr.weights} for lr in rep.layers]}
+                        "weights": lr.weights,
+                        **{k: lr.info[k] for k in _LAYER_INFO if k in lr.info}}
+                       for lr in rep.layers]}
+
+
+# what a record keeps of the pruner's target and of each layer's report
+_SETTINGS = ("fold", "prune_coupled", "allocation", "compensate", "compensation", "input_prior",
+             "moment_method")
+_LAYER_INFO = ("compensation", "predicted_error", "predicted_error_drop", "fold_growth", "guard",
+               "moment_model", "merged", "skipped", "fallback")

@@ -20,14 +20,18 @@ from threadpoolctl import threadpool_limits
 
 from .errors import InvalidArgumentError
 from .geometry import peel_sensitivities, project_top_k, sample_distinct, top_k_subset
+from .reconstruction import Activation, Gaussian, greedy_selection, output_gram
 
 __all__ = [
     "UnitSet",
+    "BatchNormParams",
     "Selection",
     "ImportanceMethod",
     "CoresetImportance",
     "MussayImportance",
     "NormImportance",
+    "GreedyImportance",
+    "NeuronMergingImportance",
     "RandomImportance",
     "register_method",
     "get_method",
@@ -37,20 +41,44 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class BatchNormParams:
+    """The BatchNorm right after a producer, per unit (all (n,)): ``y = weight (a - running_mean)
+    / sqrt(running_var + eps) + bias``. On the data the model was trained on, ``y`` has mean
+    ``bias`` and standard deviation ``|weight|``."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    eps: float
+
+
+@dataclass(frozen=True)
 class UnitSet:
-    """A layer's n prunable units as point sets (METHOD §1).
+    """A layer's n prunable units as point sets (METHOD §1), with what is known of their outputs.
 
     Attributes:
         incoming: (n, d) effective incoming weights p_i (BatchNorm folded in, bias appended).
         outgoing: (n, D) outgoing weights v_i: every weight of every consumer reading unit i.
         filters: (n, d0) the producer's raw weight rows (what norm baselines rank by).
         name: the layer's module path, for messages and reports.
+        bias: (n,) the producer's raw bias (zeros when it has none); None if unknown.
+        batchnorm: the BatchNorm right after the producer, if any.
+        activation: the elementwise activation between the units and every consumer (identity
+            when there is none), or None when the path is not one activation and views.
+        moments: the Gaussian model of the unit outputs ``h`` (what the consumers read) under
+            the input prior, or None where none was computed (see
+            :mod:`coreprune.pruning.propagation`).
     """
 
     incoming: np.ndarray
     outgoing: np.ndarray
     filters: np.ndarray
     name: str = ""
+    bias: np.ndarray | None = None
+    batchnorm: BatchNormParams | None = None
+    activation: Activation | None = None
+    moments: Gaussian | None = None
 
     @property
     def n(self) -> int:
@@ -94,11 +122,16 @@ class ImportanceMethod(ABC):
         """The settings that determine this method's output (recorded in metadata)."""
         return {"method": self.name}
 
-    def compensates_by_default(self) -> bool:
-        """Whether the pruner corrects BatchNorm statistics for the removed units when the
-        caller does not say (``Pruner(compensate=None)``). False: the baselines run as
-        published."""
+    @property
+    def needs_moments(self) -> bool:
+        """Whether :meth:`select` reads ``units.moments`` (the pruner then computes them)."""
         return False
+
+    def default_compensation(self) -> str:
+        """The compensation (:mod:`coreprune.compensation`) the pruner applies when the caller
+        does not name one (``Pruner(compensate=None)``): ``"none"``, so the baselines run as
+        published."""
+        return "none"
 
 
 _REGISTRY: dict[str, tuple[Callable[..., ImportanceMethod], str]] = {}
@@ -142,7 +175,7 @@ def get_method(name: str | ImportanceMethod, **options: Any) -> ImportanceMethod
         raise InvalidArgumentError(f"bad options for method {name!r}: {exc}") from None
 
 
-SCALINGS = ("outgoing", "outgoing_x_incoming_norm", "incoming_x_outgoing_norm")
+SCALINGS = ("outgoing", "outgoing_x_incoming_norm", "incoming_x_outgoing_norm", "residual")
 SELECTIONS = ("sample", "topk")
 
 
@@ -154,7 +187,10 @@ class CoresetImportance(ImportanceMethod):
             default: more accurate than ||p_i|| v_i before and after fine-tuning on our trained
             LeNet-300-100 and ResNet-56, mixed on VGG-16; see the README's Results),
             ``"outgoing_x_incoming_norm"`` (||p_i|| v_i; ||p_i|| bounds |phi(p_i.x)| per unit
-            input norm, METHOD §3(d)) or ``"incoming_x_outgoing_norm"`` (||v_i|| p_i).
+            input norm, METHOD §3(d)), ``"incoming_x_outgoing_norm"`` (||v_i|| p_i) or
+            ``"residual"`` (``sd(h_i | h_others) v_i``: each unit's contribution scaled by the
+            part of its output the other units cannot reconstruct, under the moment model;
+            ``v_i`` where the layer has none).
         projection: ``None`` (the whole span: theory-faithful), a positive int k, or ``"auto"``
             (fewest top singular directions holding ``energy`` of the points' energy), METHOD §4.
         energy: energy fraction for ``projection="auto"``.
@@ -187,12 +223,18 @@ class CoresetImportance(ImportanceMethod):
         self.name = name  # type: ignore[misc]
         self._peeled: dict[bytes, tuple[np.ndarray, dict[str, Any]]] = {}
 
+    @property
+    def needs_moments(self) -> bool:
+        return self.scaling == "residual"
+
     def points(self, units: UnitSet) -> np.ndarray:
         """The (n, r) point set the sensitivities are computed on."""
         in_norm = np.linalg.norm(units.incoming, axis=1)
         out_norm = np.linalg.norm(units.outgoing, axis=1)
-        if self.scaling == "outgoing":
+        if self.scaling == "outgoing" or (self.scaling == "residual" and units.moments is None):
             q = units.outgoing
+        elif self.scaling == "residual":
+            q = units.outgoing * _residual_sd(units.moments.cov)[:, None]
         elif self.scaling == "outgoing_x_incoming_norm":
             q = units.outgoing * in_norm[:, None]
         else:
@@ -251,13 +293,58 @@ class CoresetImportance(ImportanceMethod):
                 "energy": self.energy, "selection": self.selection, "tol": self.tol,
                 "max_peels": self.max_peels}
 
-    def compensates_by_default(self) -> bool:
-        """True for ``selection="topk"``: its kept units carry weight 1, so the removed units'
-        expected output is lost unless it is folded into what follows (BatchNorm moment
-        compensation; a no-op in networks without BatchNorm). Sampling's ``count / (N p)``
-        weights restore that mass in expectation already. Measured on the README's trained
-        CNNs: far more accurate before fine-tuning, the same or better after."""
-        return self.selection == "topk"
+    def default_compensation(self) -> str:
+        """``"reconstruct"`` for ``selection="topk"``: its kept units carry weight 1, so what the
+        removed units contributed is lost unless it is folded into what follows (least squares
+        under the moment model where the pruner has one, else BatchNorm mean compensation).
+        ``"none"`` for sampling, whose ``count / (N p)`` weights restore that mass in
+        expectation already (and which stays the paper's construction)."""
+        return "reconstruct" if self.selection == "topk" else "none"
+
+
+def _residual_sd(cov: np.ndarray, ridge: float = 1e-6) -> np.ndarray:
+    """(n,) ``sd(h_i | h_j, j != i)`` under covariance ``cov``: ``1 / sqrt((C + lambda I)^-1_ii)``
+    with ``lambda = ridge * mean variance``."""
+    n = cov.shape[0]
+    scale = max(float(np.trace(cov)) / max(n, 1), 1e-300)
+    prec = np.linalg.inv(cov + ridge * scale * np.eye(n))
+    return 1.0 / np.sqrt(np.clip(np.diag(prec), 1e-300, None))
+
+
+class GreedyImportance(ImportanceMethod):
+    """Keep the units whose outputs best explain, by least squares under the moment model, the
+    removed units' contribution to the next layer: greedy forward selection minimising the
+    model-predicted output error ``tr(V^T V Cov(h | h_K))``
+    (:func:`coreprune.reconstruction.greedy_selection`), to be followed by the ``reconstruct``
+    compensation (its default). Where a layer has no moment model, the default coreset chooses
+    (``info["fallback"]``).
+
+    ``scores``: the output error each unit explains alone (the first greedy step's gains).
+    """
+
+    name = "greedy"
+
+    @property
+    def needs_moments(self) -> bool:
+        return True
+
+    def default_compensation(self) -> str:
+        return "reconstruct"
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        if units.moments is None:
+            return CoresetImportance().scores(units)
+        return greedy_selection(1, output_gram(units.outgoing), units.moments.cov).alone
+
+    def select(self, units: UnitSet, k: int, rng: np.random.Generator) -> Selection:
+        if units.moments is None:
+            sel = CoresetImportance().select(units, k, rng)
+            return Selection(sel.indices, sel.weights, sel.scores,
+                             {**sel.info, "fallback": "coreset (no moment model)"})
+        res = greedy_selection(k, output_gram(units.outgoing), units.moments.cov)
+        total = res.errors[0]
+        return Selection(res.indices, np.ones(k), res.alone,
+                         {"explained": float(1.0 - res.errors[-1] / total) if total > 0 else 1.0})
 
 
 class MussayImportance(ImportanceMethod):
@@ -288,6 +375,21 @@ class NormImportance(ImportanceMethod):
 
     def scores(self, units: UnitSet) -> np.ndarray:
         return np.linalg.norm(units.filters, ord=self.p, axis=1)
+
+
+class NeuronMergingImportance(ImportanceMethod):
+    """Neuron Merging's selection (Kim, Kim, Lee, NeurIPS 2020, their code's ``l1-norm``
+    criterion): the largest L1 norm of the raw incoming ``[W | b]`` (bias appended where the
+    layer has one), followed by their merge (the ``merge`` compensation, its default)."""
+
+    name = "neuron-merging"
+
+    def scores(self, units: UnitSet) -> np.ndarray:
+        bias = np.zeros(units.n) if units.bias is None else units.bias
+        return np.abs(units.filters).sum(axis=1) + np.abs(bias)
+
+    def default_compensation(self) -> str:
+        return "merge"
 
 
 class RandomImportance(ImportanceMethod):
@@ -321,3 +423,9 @@ register_method("l1", "L1 norm of the incoming filter (Li et al. 2017)")(
     lambda: NormImportance(1))
 register_method("l2", "L2 norm of the incoming filter")(lambda: NormImportance(2))
 register_method("random", "uniformly random units")(RandomImportance)
+register_method("neuron-merging", "Neuron Merging (Kim et al. 2020): L1 norm of the raw "
+                "incoming [W|b], then merge each removed unit into its most similar kept unit")(
+    NeuronMergingImportance)
+register_method("greedy", "the units that best explain the others' contribution to the next "
+                "layer (greedy least squares under the moment model); reconstruct")(
+    GreedyImportance)

@@ -1,4 +1,5 @@
-"""Model zoo: LeNet-300-100, CIFAR-style VGG-16 (BatchNorm) and ResNet-20/56/110.
+"""Model zoo: LeNet-300-100, multi-layer perceptrons of any width and activation, CIFAR-style
+VGG-16 (BatchNorm) and ResNet-20/56/110.
 
 Each model declares ``example_input_shape`` so that it can be traced without an explicit
 example batch. torchvision's ResNet-18/50 and VGG-16 are accepted as they are
@@ -8,14 +9,15 @@ example batch. torchvision's ResNet-18/50 and VGG-16 are accepted as they are
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
 
-__all__ = ["LeNet300100", "VGG16", "CifarResNet", "build_model", "build_model_for_images",
-           "MODELS"]
+__all__ = ["LeNet300100", "MLP", "VGG16", "CifarResNet", "build_model", "build_model_for_images",
+           "MODELS", "MLP_ACTIVATIONS"]
 
 
 class LeNet300100(nn.Sequential):
@@ -27,6 +29,38 @@ class LeNet300100(nn.Sequential):
                          nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, num_classes))
         self.example_input_shape = image_shape
         self.arch = {"name": "lenet300", "in_features": in_features, "num_classes": num_classes,
+                     "image_shape": list(image_shape)}
+
+
+MLP_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU, "leaky_relu": nn.LeakyReLU,
+}
+
+
+class MLP(nn.Sequential):
+    """A multi-layer perceptron on flattened images: ``in-h1-...-hL-classes`` with one
+    activation (a key of :data:`MLP_ACTIVATIONS`) after every hidden layer."""
+
+    def __init__(self, in_features: int = 784, hidden: tuple[int, ...] | list[int] = (500, 300),
+                 activation: str = "relu", num_classes: int = 10,
+                 image_shape: tuple[int, int, int] = (1, 28, 28)) -> None:
+        if activation not in MLP_ACTIVATIONS:
+            raise InvalidArgumentError(f"unknown activation {activation!r}; choose from "
+                                       f"{sorted(MLP_ACTIVATIONS)}")
+        widths = [int(h) for h in hidden]
+        if not widths or min(widths) < 1:
+            raise InvalidArgumentError(f"hidden must be a non-empty list of positive widths, "
+                                       f"got {hidden!r}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        prev = in_features
+        for h in widths:
+            layers += [nn.Linear(prev, h), MLP_ACTIVATIONS[activation]()]
+            prev = h
+        super().__init__(*layers, nn.Linear(prev, num_classes))
+        self.example_input_shape = image_shape
+        self.arch = {"name": "mlp", "in_features": in_features, "hidden": widths,
+                     "activation": activation, "num_classes": num_classes,
                      "image_shape": list(image_shape)}
 
 
@@ -125,6 +159,9 @@ def _torchvision(name: str) -> Callable[..., nn.Module]:
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": lambda in_channels=1, num_classes=10, image_size=28: LeNet300100(
         in_channels * image_size * image_size, num_classes, (in_channels, image_size, image_size)),
+    "mlp": lambda in_channels=1, num_classes=10, image_size=28, hidden=(500, 300),
+    activation="relu": MLP(in_channels * image_size * image_size, hidden, activation, num_classes,
+                           (in_channels, image_size, image_size)),
     "vgg16": lambda in_channels=3, num_classes=10: VGG16(in_channels, num_classes),
     "resnet20": lambda in_channels=3, num_classes=10: CifarResNet(20, in_channels, num_classes),
     "resnet56": lambda in_channels=3, num_classes=10: CifarResNet(56, in_channels, num_classes),
@@ -135,16 +172,21 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, **kwargs: int) -> nn.Module:
+def build_model(name: str, **kwargs: Any) -> nn.Module:
     """Build zoo model ``name`` (see :data:`MODELS`) with freshly initialised weights."""
     if name not in MODELS:
         raise InvalidArgumentError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+    try:
+        return MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"bad arguments for model {name!r}: {exc}") from None
 
 
-def build_model_for_images(name: str, in_channels: int, image_size: int) -> nn.Module:
+def build_model_for_images(name: str, in_channels: int, image_size: int,
+                           **model_args: Any) -> nn.Module:
     """Zoo model ``name`` for square images of shape (in_channels, image_size, image_size):
-    LeNet-300-100's first layer takes the flattened image; the CNNs are size-agnostic."""
-    if name == "lenet300":
-        return build_model(name, in_channels=in_channels, image_size=image_size)
-    return build_model(name, in_channels=in_channels)
+    the fully connected models' first layer takes the flattened image; the CNNs are
+    size-agnostic. ``model_args``: further arguments (an MLP's ``hidden`` and ``activation``)."""
+    if name in ("lenet300", "mlp"):
+        return build_model(name, in_channels=in_channels, image_size=image_size, **model_args)
+    return build_model(name, in_channels=in_channels, **model_args)

@@ -15,7 +15,11 @@ over random queries y and queries found by gradient ascent, beside
   set (METHOD §3(c)); it holds for every y (see
   :func:`coreprune.geometry.approximation.sensitivity_error_bound`), whatever selected the units;
 * ``eps_sampling``: for sampled coresets, the eps of METHOD §2's sample size with the recorded
-  number of draws, total sensitivity t and rank r (O-constant taken as 1, delta = 0.1).
+  number of draws, total sensitivity t and rank r (O-constant taken as 1, delta = 0.1);
+* ``predicted_error``: for layers compensated by least-squares reconstruction, the
+  model-predicted relative error of the consumer's output after the fold, as recorded when the
+  model was pruned (:func:`coreprune.reconstruction.fold_error`; a prediction under the input
+  prior, not a bound), and ``predicted_error_drop``, the same for plain dropping.
 
 The query y plays the role of the next layer's weights and input (METHOD §1: z = sum_i
 phi(p_i.x) v_i, with |phi(p_i.x)| <= ||p_i|| for unit-norm x).
@@ -57,6 +61,8 @@ class LayerCheck:
     error_ascent: float
     bound: float
     eps_sampling: float | None
+    predicted_error: float | None = None
+    predicted_error_drop: float | None = None
 
     @property
     def within_bound(self) -> bool:
@@ -110,7 +116,8 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
         w_hat[idx] = np.asarray(rec["weights"], dtype=np.float64)
         q = points_of(unit_set(graph, g))
         if not np.any(q):
-            out.append(LayerCheck(name, g.n_units, idx.size, 0, 0.0, 0.0, 0.0, 0.0, None))
+            out.append(LayerCheck(name, g.n_units, idx.size, 0, 0.0, 0.0, 0.0, 0.0, None,
+                                  rec.get("predicted_error"), rec.get("predicted_error_drop")))
             continue
         peel = peel_sensitivities(q, tol=tol)
         rng = np.random.default_rng([seed, li])
@@ -121,7 +128,8 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
                if draws else None)
         out.append(LayerCheck(name, g.n_units, int(idx.size), rank, float(peel.total),
                               worst.random, worst.ascent,
-                              sensitivity_error_bound(peel.upper_bounds, w_hat), eps))
+                              sensitivity_error_bound(peel.upper_bounds, w_hat), eps,
+                              rec.get("predicted_error"), rec.get("predicted_error_drop")))
     return out
 
 

@@ -16,11 +16,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..compensation import Compensation, ConsumerChange, get_compensation
 from ..errors import UnsupportedModelError
-from ..importance import Selection, UnitSet
+from ..importance import BatchNormParams, Selection, UnitSet
+from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_selection",
-           "relu_gaussian_moments", "moment_compensation", "Compensation"]
+__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_change",
+           "apply_selection", "activation_of", "unit_activation"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -157,16 +159,22 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
     """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model)."""
     named = dict(graph.model.named_modules())
     incoming, filters = [], []
+    raw_bias, norm = None, None
     for name in g.producers:
         m = named[name]
         w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
         b = (m.bias.detach().cpu().double() if m.bias is not None
              else torch.zeros(w.shape[0], dtype=w.dtype))
         filters.append(w)
+        if raw_bias is None:
+            raw_bias = b.numpy().copy()
         bn = _batchnorm_after(graph, m)
         if bn is not None:
             bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
             var, mean = bn.running_var.cpu().double(), bn.running_mean.cpu().double()
+            if norm is None:
+                norm = BatchNormParams(bn_w.numpy(), bn_b.numpy(), mean.numpy(), var.numpy(),
+                                       float(bn.eps))
             scale = bn_w / torch.sqrt(var + bn.eps)
             b = (b - mean) * scale + bn_b
             w = w * scale[:, None]
@@ -177,159 +185,136 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
         sl = w[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
         outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
     return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
-                   torch.cat(filters, 1).numpy(), g.name)
+                   torch.cat(filters, 1).numpy(), g.name, bias=raw_bias,
+                   batchnorm=None if g.coupled else norm,
+                   activation=None if g.coupled else unit_activation(graph, g))
 
 
-def relu_gaussian_moments(mu: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of ``max(0, z)`` for ``z ~ N(mu, sigma^2)``, elementwise.
-
-    ``E = mu Phi(t) + sigma phi(t)`` and ``E[max(0,z)^2] = (mu^2 + sigma^2) Phi(t) + mu sigma
-    phi(t)`` with ``t = mu / sigma``; where ``sigma = 0`` the output is the constant
-    ``max(mu, 0)`` (variance 0).
-    """
-    from scipy.stats import norm
-
-    mu, sigma = np.asarray(mu, dtype=np.float64), np.abs(np.asarray(sigma, dtype=np.float64))
-    pos = sigma > 0
-    s = np.where(pos, sigma, 1.0)
-    t = mu / s
-    cdf, pdf = norm.cdf(t), norm.pdf(t)
-    mean = np.where(pos, mu * cdf + s * pdf, np.maximum(mu, 0.0))
-    second = (mu**2 + s**2) * cdf + mu * s * pdf
-    var = np.where(pos, np.maximum(second - mean**2, 0.0), 0.0)
-    return mean, var
+# autograd nodes a unit's activation may pass between its producer and a consumer: views, and
+# pooling (which keeps a channel's mean, or for max pooling raises it: a documented bias)
+_PASS_THROUGH = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "FlattenBackward",
+                 "CloneBackward", "AvgPool2DBackward", "AdaptiveAvgPool2DBackward", "MeanBackward",
+                 "MaxPool2DWithIndicesBackward")
 
 
-# autograd nodes a unit's activation may pass between the ReLU and its consumer: they keep the
-# channel's mean (views, average pooling) or, for max pooling, raise it (a documented bias).
-_MEAN_PRESERVING = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward",
-                    "FlattenBackward", "AvgPool2DBackward", "AdaptiveAvgPool2DBackward",
-                    "MeanBackward", "MaxPool2DWithIndicesBackward")
+def activation_of(node: tp.Node) -> Activation | None:
+    """The elementwise activation an autograd node applies (from its ``grad_fn`` and saved
+    parameters), or None if it is not one coreprune models."""
+    fn = node.grad_fn
+    name = type(fn).__name__ if fn is not None else ""
+    if name.startswith("ReluBackward") or isinstance(node.module, nn.ReLU):
+        return Activation("relu")
+    if name.startswith("LeakyReluBackward"):
+        return Activation("leaky_relu", float(fn._saved_negative_slope))
+    if name.startswith("GeluBackward"):
+        return Activation("gelu_tanh" if fn._saved_approximate == "tanh" else "gelu")
+    if name.startswith("EluBackward"):
+        alpha, scale = float(fn._saved_alpha), float(fn._saved_scale)
+        if scale == 1.0 and float(fn._saved_input_scale) == 1.0:
+            return Activation("elu", alpha)
+        return Activation("selu") if abs(scale - 1.0507009873554805) < 1e-6 else None
+    if name.startswith("HardtanhBackward"):
+        lo, hi = float(fn._saved_min_val), float(fn._saved_max_val)
+        return {(0.0, 6.0): Activation("relu6"), (-1.0, 1.0): Activation("hardtanh")}.get(
+            (lo, hi))
+    if name.startswith("SoftplusBackward"):
+        ok = float(fn._saved_beta) == 1.0
+        return Activation("softplus") if ok else None
+    simple = {"SiluBackward": "silu", "TanhBackward": "tanh", "SigmoidBackward": "sigmoid",
+              "MishBackward": "mish", "HardswishBackward": "hardswish",
+              "HardsigmoidBackward": "hardsigmoid"}
+    for prefix, act in simple.items():
+        if name.startswith(prefix):
+            return Activation(act)
+    return None
 
 
-def _relu_path_to(graph: tp.DependencyGraph, bn: nn.Module, consumer: nn.Module) -> bool:
-    """Whether ``bn``'s output reaches ``consumer`` through one ReLU and mean-keeping ops only,
-    with no branching (no residual addition, no other reader)."""
-    node, relus = graph.module2node[bn], 0
+def _path_activation(graph: tp.DependencyGraph, start: nn.Module, consumer: nn.Module
+                     ) -> Activation | None:
+    """The one activation on the path from ``start``'s output to ``consumer`` (identity when
+    there is none), through views and pooling only, with no branching (no residual addition,
+    no other reader); None when the path is anything else."""
+    node, found = graph.module2node[start], None
     while True:
         if len(node.outputs) != 1:
-            return False
+            return None
         node = node.outputs[0]
         if node.module is consumer:
-            return relus == 1
-        name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
-        if name.startswith("ReluBackward") or isinstance(node.module, nn.ReLU):
-            relus += 1
-        elif not name.startswith(_MEAN_PRESERVING):
-            return False
+            return found or Activation("identity")
+        act = activation_of(node)
+        if act is not None and found is None:
+            found = act
+        elif act is not None or not type(node.grad_fn).__name__.startswith(_PASS_THROUGH):
+            return None
 
 
-@dataclass
-class Compensation:
-    """A change to one consumer's output statistics: ``bias += shift`` where ``bias`` is the
-    consumer's own bias, else ``running_mean -= shift`` and ``running_var *= var_ratio`` in the
-    BatchNorm right after it (``var_ratio`` None: variance left alone)."""
-
-    consumer: nn.Module
-    norm: nn.Module | None
-    shift: torch.Tensor
-    var_ratio: torch.Tensor | None
-
-    def apply(self) -> None:
-        with torch.no_grad():
-            c = self.consumer
-            if c.bias is not None:
-                c.bias += self.shift.to(c.bias.device, c.bias.dtype)
-            else:
-                rm = self.norm.running_mean
-                rm -= self.shift.to(rm.device, rm.dtype)
-            if self.var_ratio is not None and self.norm is not None:
-                rv = self.norm.running_var
-                rv *= self.var_ratio.to(rv.device, rv.dtype)
+def unit_activation(graph: tp.DependencyGraph, g: UnitGroup) -> Activation | None:
+    """The activation between group ``g``'s units (after their BatchNorm, if any) and every
+    consumer, if it is the same one on every path (:func:`_path_activation`), else None."""
+    start = _batchnorm_after(graph, g.root) or g.root
+    acts = {_path_activation(graph, start, m) for m, _ in _consumer_slices(graph, g)}
+    return acts.pop() if len(acts) == 1 else None
 
 
-def moment_compensation(graph: tp.DependencyGraph, g: UnitGroup,
-                        scale: np.ndarray, variance: bool = True) -> list[Compensation]:
-    """How every consumer's output statistics change when unit i's outgoing weights are
-    multiplied by ``scale[i]`` (0: removed; the coreset weight: folded), estimated from the
-    weights alone; no data is read.
+def _add_shift(consumer: nn.Module, norm: nn.Module | None, shift: torch.Tensor) -> None:
+    """Add ``shift`` (out,) to ``consumer``'s output: into its bias, else into the running mean
+    of the BatchNorm right after it, else into a new bias."""
+    with torch.no_grad():
+        if consumer.bias is not None:
+            consumer.bias += shift.to(consumer.bias)
+        elif norm is not None:
+            norm.running_mean -= shift.to(norm.running_mean)
+        else:
+            consumer.bias = nn.Parameter(shift.to(consumer.weight))
 
-    Applies to units whose producer is followed by BatchNorm and then a ReLU on the way to the
-    consumer. BatchNorm makes a unit's pre-activation, on the data the model was trained on,
-    have mean ``beta`` and sd ``|gamma|``; under a Gaussian model its ReLU output has the mean
-    and variance of :func:`relu_gaussian_moments`. A consumer output channel reading the units
-    through weights ``W`` (every kernel tap of a unit's input slice) then changes its mean by
-    ``-sum_i sum(W_i) (1 - scale_i) mean_i`` (compensated in its bias, or the running mean of
-    the BatchNorm after it), and, treating units and taps as independent, its variance by the
-    factor ``sum_i |W_i|^2 scale_i^2 var_i / sum_i |W_i|^2 var_i`` (applied to the running
-    variance of the BatchNorm after it, when there is one, and ``variance`` is True). Zero
-    padding at image borders, max pooling and correlated units make both approximate; both are
-    exact for constant units. The independence model fits dropping units (scales 0 and 1) but
-    not reweighted samples: ``count / (N p)`` weights make the kept units an estimate of the
-    whole layer's sum, whose variance is the original one, while independence would scale it
-    by ``sum w_i^2 ...`` (more than double at half the units kept); measured on the trained
-    CNNs, the variance factor takes Mussay from 19.25 to 10.15 (ResNet-56, 30%) and the mean
-    alone to 38.20. :func:`apply_selection` therefore passes ``variance=False`` for reweighted
-    selections.
 
-    Returns one :class:`Compensation` per consumer, or ``[]`` where the model does not fit the
-    pattern (no BatchNorm, another activation, a residual coupling, a consumer with neither bias
-    nor BatchNorm).
+def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange) -> None:
+    """Fold ``change`` into every consumer of ``g`` and remove every unit not in
+    ``change.fold.keep`` from the producers, norms and consumers, in place.
+
+    A consumer with weights ``W`` (unit i's input slice: every tap of its input columns) gets
+    ``W[:, kept j] = sum_i W[:, i] M[i, j]`` and its output ``+ sum_i sum(W[:, i]) o_i`` (into its
+    bias, the running mean of a BatchNorm right after it, or a new bias); with
+    ``change.renormalize`` the BatchNorm after it is renormalised as
+    :class:`~coreprune.compensation.ConsumerChange` states.
     """
-    if g.coupled:
-        return []
-    bn = _batchnorm_after(graph, g.root)
-    if bn is None:
-        return []
-    mean, var = relu_gaussian_moments(bn.bias.detach().cpu().double().numpy(),
-                                      bn.weight.detach().cpu().double().numpy())
-    scale = np.asarray(scale, dtype=np.float64)
-    lost = torch.as_tensor((1.0 - scale) * mean)
-    out = []
-    for m, cols in _consumer_slices(graph, g):
-        after = _batchnorm_after(graph, m)
-        if not _relu_path_to(graph, bn, m) or (m.bias is None and after is None):
-            return []
-        w = m.weight.detach().cpu().double()
-        taps = w[:, torch.as_tensor(cols)].reshape(w.shape[0], g.n_units, -1)
-        shift = taps.sum(-1) @ lost  # (out,)
-        ratio = None
-        if after is not None and variance:
-            energy = (taps**2).sum(-1)  # (out, n)
-            full = energy @ torch.as_tensor(var)
-            kept = energy @ torch.as_tensor(var * scale**2)
-            ratio = torch.where(full > 0, kept / torch.where(full > 0, full, 1.0), 1.0)
-        out.append(Compensation(m, after, shift, ratio))
-    return out
-
-
-def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,
-                    fold: bool = True, compensate: bool = False) -> None:
-    """Fold ``selection.weights`` into the consumers' input slices (METHOD §3(e)) and remove
-    every unit not in ``selection.indices`` from the producers, norms and consumers, in place.
-
-    With ``compensate``, the consumers' biases or the BatchNorms after them absorb the change
-    of the expected output (:func:`moment_compensation`), where the model fits that pattern,
-    and of its variance when the selection drops units without reweighting them.
-    """
-    weights = np.asarray(selection.weights, dtype=np.float64)
-    reweight = fold and g.foldable and not np.allclose(weights, 1.0, rtol=0, atol=0)
-    if compensate:
-        kept_scale = np.zeros(g.n_units)
-        kept_scale[selection.indices] = weights if reweight else 1.0
-        for c in moment_compensation(graph, g, kept_scale, variance=not reweight):
-            c.apply()
-    if reweight:
-        scale = np.ones(g.n_units)
-        scale[selection.indices] = weights
+    fold = change.fold
+    if change.renormalize is not None or not fold.is_drop():
+        mixing = torch.as_tensor(fold.mixing)
+        offset = torch.as_tensor(fold.offset)
+        scale = mixing.sum(dim=1)
         with torch.no_grad():
             for m, cols in _consumer_slices(graph, g):
-                s = torch.as_tensor(np.repeat(scale, cols.shape[1]), dtype=m.weight.dtype,
-                                    device=m.weight.device)
-                shape = [1, -1] + [1] * (m.weight.dim() - 2)
-                flat = torch.as_tensor(cols.reshape(-1), device=m.weight.device)
-                m.weight[:, flat] *= s.view(shape)
-    remove = np.setdiff1d(np.arange(g.n_units), selection.indices)
+                w = m.weight.detach().double()
+                c = cols.shape[1]
+                taps = w[:, torch.as_tensor(cols.reshape(-1))].reshape(
+                    w.shape[0], g.n_units, c, *w.shape[2:]).cpu()
+                norm = _batchnorm_after(graph, m)
+                if change.renormalize is not None and norm is not None:
+                    energy = (taps**2).reshape(w.shape[0], g.n_units, -1).sum(-1)
+                    var = torch.as_tensor(change.renormalize)
+                    full, kept = energy @ var, energy @ (var * scale**2)
+                    ratio = torch.where(full > 0, kept / torch.where(full > 0, full, 1.0), 1.0)
+                    norm.running_var *= ratio.to(norm.running_var)
+                if torch.any(offset != 0):
+                    shift = torch.einsum("on...,n->o", taps, offset)
+                    _add_shift(m, norm, shift)
+                new = torch.einsum("on...,nk->ok...", taps, mixing)
+                flat = torch.as_tensor(cols[fold.keep].reshape(-1), device=m.weight.device)
+                m.weight[:, flat] = new.reshape(w.shape[0], -1, *w.shape[2:]).to(m.weight)
+    remove = np.setdiff1d(np.arange(g.n_units), fold.keep)
     if remove.size:
         pruner = graph.get_pruner_of_module(g.root)
         graph.get_pruning_group(g.root, pruner.prune_out_channels, remove.tolist()).prune()
+
+
+def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,
+                    fold: bool = True, compensation: str | Compensation = "none") -> None:
+    """Keep ``selection.indices`` of group ``g`` in place: the ``compensation``'s change
+    (:mod:`coreprune.compensation`) computed from the current weights, then
+    :func:`apply_change`. ``fold``: fold the selection's weights into the consumers (METHOD
+    §3(e)); only foldable groups can. Compensations that need moments see none here (use
+    :class:`coreprune.pruning.Pruner`)."""
+    units = unit_set(graph, g)
+    reweight = fold and g.foldable and not np.allclose(selection.weights, 1.0, rtol=0, atol=0)
+    apply_change(graph, g, get_compensation(compensation).change(units, selection, reweight))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,9 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..compensation import Compensation, ConsumerChange, NoCompensation, resolve_compensate
 from ..errors import InvalidArgumentError, InvalidWeightsError, UnsupportedModelError
 from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
+from ..reconstruction import MOMENT_METHODS, drop_fold
 from ..validation import check_device
 from .budget import (
     build_cost_model,
@@ -26,9 +29,12 @@ from .budget import (
     proportional_keep_counts,
     uniform_keep_counts,
 )
-from .groups import PRODUCERS, UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
+from .groups import PRODUCERS, UnitGroup, apply_change, build_graph, find_unit_groups, unit_set
+from .propagation import InputPrior, MomentPropagator
 
 ALLOCATIONS = ("uniform", "sensitivity")
+# the method of ``prune`` and ``Pruner`` when none is named (see the README for why)
+DEFAULT_METHOD = "coreset"
 
 __all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "check_model", "default_example_inputs"]
 
@@ -132,12 +138,23 @@ class Pruner:
         fold: fold coreset weights into consumers (METHOD §3(e)); only matters for methods that
             reweight.
         prune_coupled: also prune channels coupled across residual additions.
-        compensate: for units followed by BatchNorm and ReLU, correct the consumer's bias (or
-            the running mean and variance of the BatchNorm after it) for the removed units'
-            expected output, estimated from the BatchNorm's own parameters; no data read (see
-            :func:`coreprune.pruning.groups.moment_compensation`). ``None`` (default): the
-            method's choice (:meth:`ImportanceMethod.compensates_by_default`: on for the
-            top-k coreset methods, off for the baselines and for sampling methods).
+        compensate: what the consumers absorb of the removed units (:mod:`coreprune.compensation`):
+            ``"none"``, ``"bn-mean"`` (BatchNorm mean compensation), ``"merge"`` (Neuron
+            Merging), ``"reconstruct"`` (least squares under the moment model; where a layer
+            has no moment model, ``bn-mean`` where it applies, else none), or an instance.
+            ``None`` (default): the method's choice
+            (:meth:`ImportanceMethod.default_compensation`: ``reconstruct`` for the top-k
+            coreset and ``greedy``, ``merge`` for ``neuron-merging``, ``none`` for the other
+            baselines and for sampling methods). ``True`` / ``False`` (0.3's flag) mean
+            ``"bn-mean"`` / ``"none"``.
+        input_prior: the model of the inputs for the moment model: ``(mean, std)`` of
+            independent Gaussians per input element (scalars, one per channel, or the input's
+            shape; :class:`~coreprune.pruning.propagation.InputPrior`). Default ``(0, 1)``:
+            inputs normalised the usual way. No data is read.
+        moment_method: how activation moments are computed: ``"auto"`` (closed form for ReLU,
+            leaky ReLU and linear layers, Monte Carlo otherwise), ``"closed"``,
+            ``"quadrature"`` or ``"montecarlo"`` (:func:`~coreprune.reconstruction.
+            activation_moments`).
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -150,13 +167,15 @@ class Pruner:
     ``keep_counts_``; after :meth:`transform`: ``report_``.
     """
 
-    def __init__(self, method: str | ImportanceMethod = "coreset",
+    def __init__(self, method: str | ImportanceMethod = DEFAULT_METHOD,
                  params_removed: float | None = None, flops_removed: float | None = None,
                  keep_ratio: float | None = None, layer_ratios: dict[str, float] | None = None,
                  seed: int = 0, fold: bool = True, prune_coupled: bool = False,
                  ignored_layers: tuple[nn.Module, ...] = (), progress: bool = False,
                  device: str | torch.device | None = None, allocation: str = "uniform",
-                 compensate: bool | None = None, **options: Any) -> None:
+                 compensate: str | bool | Compensation | None = None,
+                 input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
+                 **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -188,11 +207,18 @@ class Pruner:
             raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, "
                                        f"got {allocation!r}")
         self.allocation = allocation
-        if compensate is not None and not isinstance(compensate, bool | np.bool_):
-            raise InvalidArgumentError(f"compensate must be True, False or None, got "
-                                       f"{compensate!r}")
-        self.compensate = (self.method.compensates_by_default() if compensate is None
-                           else bool(compensate))
+        self.compensation = resolve_compensate(compensate, self.method.default_compensation())
+        self.compensate = self.compensation.name
+        self.input_prior = InputPrior.from_value(input_prior)
+        if moment_method not in MOMENT_METHODS:
+            raise InvalidArgumentError(f"moment_method must be one of {MOMENT_METHODS}, "
+                                       f"got {moment_method!r}")
+        self.moment_method = moment_method
+
+    @property
+    def needs_moments(self) -> bool:
+        """Whether the method or the compensation reads the moment model."""
+        return self.method.needs_moments or self.compensation.needs_moments
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
@@ -231,7 +257,14 @@ class Pruner:
                     sens = self.method  # its memo then serves the selection below
                 totals = [float(sens.scores(unit_set(graph, g)).sum()) for g in groups]
                 keep = proportional_keep_counts(cost, float(self.target_value), totals, metric)
-        selections, seconds = [], []
+        live = graph_live = propagator = None
+        if self.needs_moments:  # a working copy pruned group by group, for the moment model
+            live = copy.deepcopy(model)
+            graph_live = build_graph(live, x)
+            propagator = MomentPropagator(graph_live, x, self.input_prior, self.moment_method,
+                                          seed=self.seed)
+            named_live = dict(live.named_modules())
+        selections, changes, seconds = [], [], []
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
                    disable=not self.progress)
         for gi, (g, k) in enumerate(bar):
@@ -239,16 +272,34 @@ class Pruner:
             if k >= g.n_units:
                 sel = Selection(np.arange(g.n_units), np.ones(g.n_units), np.ones(g.n_units),
                                 {"identity": True})
+                change = ConsumerChange(drop_fold(g.n_units, sel.indices))
             else:
                 units = unit_set(graph, g)
+                g_live = None
+                if propagator is not None:
+                    g_live = _same_group(g, named_live)
+                    moments, why = (propagator.unit_moments(g_live, gi) if g.foldable
+                                    else (None, g.note))
+                    units = dataclasses.replace(units, moments=moments)
                 rng = np.random.default_rng([self.seed, gi])
                 sel = self.method.select(units, k, rng)
+                reweight = (self.fold and g.foldable
+                            and not np.allclose(sel.weights, 1.0, rtol=0, atol=0))
+                comp = self.compensation if g.foldable else NoCompensation()
+                change = comp.change(units, sel, reweight)
+                if propagator is not None and units.moments is None:
+                    change.info["moment_model"] = why
+                if propagator is not None:
+                    propagator.pruned(g_live, change.fold.keep)
+                    apply_change(graph_live, g_live, change)
             selections.append(sel)
+            changes.append(change)
             seconds.append(time.perf_counter() - t0)
         self.example_inputs_ = x
         self.groups_: list[UnitGroup] = groups
         self.keep_counts_ = keep
         self.selections_: list[Selection] = selections
+        self.changes_: list[ConsumerChange] = changes
         self.seconds_ = seconds
         return self
 
@@ -264,15 +315,15 @@ class Pruner:
         graph = build_graph(pruned, x)
         named = dict(pruned.named_modules())
         layers = []
-        for g, sel, sec in zip(self.groups_, self.selections_, self.seconds_, strict=True):
+        for g, sel, change, sec in zip(self.groups_, self.selections_, self.changes_,
+                                       self.seconds_, strict=True):
             if g.name not in named:
                 raise InvalidArgumentError(f"model has no layer {g.name!r}: transform needs the "
                                            "architecture fit saw")
-            g_here = UnitGroup(g.name, named[g.name], g.n_units, g.producers, g.consumers,
-                               g.foldable, g.note)
-            apply_selection(graph, g_here, sel, fold=self.fold, compensate=self.compensate)
+            g_here = _same_group(g, named)
+            apply_change(graph, g_here, change)
             folded = bool(self.fold and g.foldable and not np.all(sel.weights == 1.0))
-            info = {k: v for k, v in sel.info.items() if k != "identity"}
+            info = {k: v for k, v in {**sel.info, **change.info}.items() if k != "identity"}
             applied = sel.weights if folded else np.ones(sel.indices.size)
             layers.append(LayerReport(g.name, g.n_units, int(sel.indices.size), folded, sec, info,
                                       [int(i) for i in sel.indices],
@@ -281,7 +332,9 @@ class Pruner:
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, "fold": self.fold,
                     "prune_coupled": self.prune_coupled, "allocation": self.allocation,
-                    "compensate": self.compensate},
+                    "compensate": self.compensate, "compensation": self.compensation.config(),
+                    **({"input_prior": self.input_prior.config(),
+                        "moment_method": self.moment_method} if self.needs_moments else {})},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers)
@@ -293,7 +346,13 @@ class Pruner:
         return self.fit(model, example_inputs).transform(model)
 
 
-def prune(model: nn.Module, method: str | ImportanceMethod = "coreset",
+def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:
+    """Group ``g`` of another copy of the same model (its modules looked up by name)."""
+    return UnitGroup(g.name, named[g.name], g.n_units, g.producers, g.consumers, g.foldable,
+                     g.note)
+
+
+def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
           params_removed: float | None = 0.9, seed: int = 0,
           example_inputs: torch.Tensor | None = None, **options: Any) -> nn.Module:
     """Return a pruned copy of ``model``; ``model`` itself is left untouched.

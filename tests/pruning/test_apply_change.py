@@ -3,22 +3,10 @@ import pytest
 import torch
 from torch import nn
 
+from coreprune.compensation import get_compensation
 from coreprune.errors import InvalidArgumentError
 from coreprune.importance import Selection
-from coreprune.pruning import Pruner, apply_selection, build_graph, find_unit_groups
-from coreprune.pruning.groups import moment_compensation, relu_gaussian_moments
-
-
-def test_relu_gaussian_moments_match_monte_carlo():
-    rng = np.random.default_rng(0)
-    mu = np.array([-2.0, -0.5, 0.0, 0.3, 1.5, 0.7])
-    sigma = np.array([1.0, 0.2, 2.0, 1.0, 0.5, 0.0])
-    a = np.maximum(mu + sigma * rng.standard_normal((400_000, mu.size)), 0)
-    mean, var = relu_gaussian_moments(mu, sigma)
-    np.testing.assert_allclose(mean, a.mean(0), atol=5e-3)
-    np.testing.assert_allclose(var, a.var(0), atol=1e-2)
-    assert var[-1] == 0.0 and mean[-1] == pytest.approx(0.7)
-    assert relu_gaussian_moments(np.array([0.7]), np.array([-0.0]))[0][0] == pytest.approx(0.7)
+from coreprune.pruning import Pruner, apply_selection, build_graph, find_unit_groups, unit_set
 
 
 def _bn_mlp(consumer_bn: bool):
@@ -45,12 +33,12 @@ def test_removing_constant_units_with_compensation_is_exact(consumer_bn):
     x = torch.randn(10, 6)
     ref = model(x)
     keep = np.array([0, 2, 3, 5, 7])
-    for compensate, exact in ((True, True), (False, False)):
+    for compensation, exact in (("bn-mean", True), ("none", False)):
         work = _bn_mlp(consumer_bn)
         graph = build_graph(work, x)
         (g,) = find_unit_groups(graph)
         apply_selection(graph, g, Selection(keep, np.ones(5), np.ones(8)),
-                        compensate=compensate)
+                        compensation=compensation)
         assert work[0].out_features == 5
         assert torch.allclose(work(x), ref, atol=1e-5) is exact
 
@@ -68,15 +56,23 @@ def test_compensation_covers_reweighted_units():
     keep = np.array([0, 1, 2, 3, 4, 5, 6, 7])
     w = np.ones(8)
     w[0] = 2.0
-    apply_selection(graph, g, Selection(keep, w, np.ones(8)), compensate=True)
+    apply_selection(graph, g, Selection(keep, w, np.ones(8)), compensation="bn-mean")
     torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def _bn_mean_change(graph, g):
+    keep = np.arange(0, g.n_units, 2)
+    sel = Selection(keep, np.ones(keep.size), np.ones(g.n_units))
+    return get_compensation("bn-mean").change(unit_set(graph, g), sel, reweight=False)
 
 
 def test_no_compensation_without_batchnorm_or_through_residual_coupling():
     mlp = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 2))
     graph = build_graph(mlp, torch.randn(2, 5))
     (g,) = find_unit_groups(graph)
-    assert moment_compensation(graph, g, np.zeros(7)) == []
+    change = _bn_mean_change(graph, g)
+    assert change.fold.is_drop() and change.renormalize is None
+    assert change.info["skipped"] == "no BatchNorm after the layer"
     from coreprune.models import build_model
 
     net = build_model("resnet20", in_channels=1).eval()
@@ -86,17 +82,19 @@ def test_no_compensation_without_batchnorm_or_through_residual_coupling():
     coupled = [g for g in groups if g.coupled]
     inner = [g for g in groups if not g.coupled]
     assert coupled and inner
-    assert moment_compensation(graph, coupled[0], np.zeros(coupled[0].n_units)) == []
-    assert len(moment_compensation(graph, inner[0], np.zeros(inner[0].n_units))) == 1
+    assert _bn_mean_change(graph, coupled[0]).fold.is_drop()
+    inner_change = _bn_mean_change(graph, inner[0])
+    assert np.any(inner_change.fold.offset) and inner_change.renormalize is not None
 
 
-def test_pruner_compensate_flag_is_recorded_and_zero_percent_stays_identity():
+@pytest.mark.parametrize("compensate", ["bn-mean", "merge", "reconstruct", True])
+def test_pruner_compensate_is_recorded_and_zero_percent_stays_identity(compensate):
     model = _bn_mlp(True)
     x = torch.randn(6, 6)
-    p = Pruner("l1", params_removed=0.0, compensate=True)
+    p = Pruner("l1", params_removed=0.0, compensate=compensate)
     out = p.fit_transform(model, x)
     torch.testing.assert_close(out(x), model(x), rtol=0, atol=0)
-    assert p.report_.target["compensate"] is True
+    assert p.report_.target["compensate"] == ("bn-mean" if compensate is True else compensate)
 
 
 def test_compensated_batchnorm_matches_the_pruned_model_on_gaussian_inputs():
@@ -118,31 +116,36 @@ def test_compensated_batchnorm_matches_the_pruned_model_on_gaussian_inputs():
     graph = build_graph(model, x[:2])
     (g,) = find_unit_groups(graph)
     apply_selection(graph, g, Selection(np.array([0, 3, 4, 8, 9]), np.ones(5), np.ones(12)),
-                    compensate=True)
+                    compensation="bn-mean")
     with torch.no_grad():
         pre = model[:4](torch.randn(200_000, 16))
     torch.testing.assert_close(model[4].running_mean, pre.mean(0), rtol=0, atol=0.01)
     torch.testing.assert_close(model[4].running_var, pre.var(0), rtol=0.02, atol=0)
 
 
-def test_top_k_coreset_compensates_by_default_and_baselines_run_as_published():
-    assert Pruner("coreset", params_removed=0.5).compensate is True
-    assert Pruner("coreset-scaled", params_removed=0.5).compensate is True
-    assert Pruner("coreset", params_removed=0.5, selection="sample").compensate is False
+def test_each_method_has_its_default_compensation_and_baselines_run_as_published():
+    assert Pruner("coreset", params_removed=0.5).compensate == "reconstruct"
+    assert Pruner("coreset-scaled", params_removed=0.5).compensate == "reconstruct"
+    assert Pruner("greedy", params_removed=0.5).compensate == "reconstruct"
+    assert Pruner("neuron-merging", params_removed=0.5).compensate == "merge"
+    assert Pruner("coreset", params_removed=0.5, selection="sample").compensate == "none"
     for method in ("coreset-theory", "mussay", "l1", "l2", "random"):
-        assert Pruner(method, params_removed=0.5).compensate is False
-    assert Pruner("coreset", params_removed=0.5, compensate=False).compensate is False
-    assert Pruner("l1", params_removed=0.5, compensate=True).compensate is True
-    with pytest.raises(InvalidArgumentError, match="compensate must be True, False or None"):
+        assert Pruner(method, params_removed=0.5).compensate == "none"
+    assert Pruner("coreset", params_removed=0.5, compensate=False).compensate == "none"
+    assert Pruner("l1", params_removed=0.5, compensate=True).compensate == "bn-mean"
+    assert Pruner("l1", params_removed=0.5, compensate="merge").compensate == "merge"
+    with pytest.raises(InvalidArgumentError, match="unknown compensation 'yes'"):
         Pruner("coreset", params_removed=0.5, compensate="yes")
+    with pytest.raises(InvalidArgumentError, match="compensate must be one of"):
+        Pruner("coreset", params_removed=0.5, compensate=3)
 
 
-def test_default_coreset_equals_explicit_compensation_and_differs_from_none():
+def test_default_coreset_equals_explicit_reconstruction_and_differs_from_none():
     model = _bn_mlp(True)
     x = torch.randn(16, 6)
     default = Pruner("coreset", keep_ratio=0.5).fit_transform(model, x)
-    on = Pruner("coreset", keep_ratio=0.5, compensate=True).fit_transform(model, x)
-    off = Pruner("coreset", keep_ratio=0.5, compensate=False).fit_transform(model, x)
+    on = Pruner("coreset", keep_ratio=0.5, compensate="reconstruct").fit_transform(model, x)
+    off = Pruner("coreset", keep_ratio=0.5, compensate="none").fit_transform(model, x)
     torch.testing.assert_close(default(x), on(x), rtol=0, atol=0)
     assert not torch.allclose(default(x), off(x))
 
@@ -157,7 +160,7 @@ def test_reweighted_selection_compensates_the_mean_only_and_plain_drops_the_vari
         before = model[4].running_var.clone()
         graph = build_graph(model, torch.randn(4, 6))
         (g,) = find_unit_groups(graph)
-        apply_selection(graph, g, Selection(keep, w, np.ones(8)), compensate=True)
+        apply_selection(graph, g, Selection(keep, w, np.ones(8)), compensation="bn-mean")
         running_var[name] = model[4].running_var / before
     assert torch.all(running_var["plain"] < 1.0)
     torch.testing.assert_close(running_var["reweighted"], torch.ones(3), rtol=0, atol=0)

@@ -1,0 +1,167 @@
+"""The best affine reconstruction of removed units from kept ones, and how it folds.
+
+A layer's n units feed a consumer ``z = V h + b`` (V: (m, n)). Keeping the units ``K`` and
+predicting every unit from them by an affine map ``h ~ M h_K + o`` (``M``: (n, k), ``o``: (n,))
+turns the consumer into ``z ~ (V M) h_K + (b + V o)``: a plain layer on the kept units. Under a
+Gaussian moment model of ``h`` the least-squares choice is
+
+    M = Cov(h, h_K) (Cov(h_K) + lambda I)^-1,     o = E[h] - M E[h_K]
+
+(one regression per unit; it is optimal for every consumer V at once). On kept rows it is the
+identity (up to the ridge ``lambda``), on a removed unit it is ``A = Cov_RK Cov_KK^-1``. The
+target may also be another network's units (the original one's, when the kept units come from
+an already pruned network): then ``Cov(h, h_K)`` is the cross-covariance.
+
+A :class:`Fold` is any such ``(M, o)``: dropping units (``M`` = the kept rows of the identity,
+``o = 0``), a coreset's reweighting (``M`` diagonal on kept rows), Neuron Merging (one entry per
+removed row) and least squares are all folds, and :func:`fold_error` measures any of them by the
+same model-predicted error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from ..errors import GeometryError, InvalidArgumentError
+from .moments import Gaussian
+
+__all__ = ["Fold", "drop_fold", "least_squares_fold", "fold_error", "output_gram"]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """How a consumer's input slices change when only ``keep`` remains: the new slice of kept
+    unit j is ``sum_i V[:, i] mixing[i, j]`` and the consumer's output gains ``V @ offset``.
+
+    Attributes:
+        keep: (k,) sorted indices of the kept units.
+        mixing: (n, k) the map ``M`` (the kept rows of the identity: plain dropping).
+        offset: (n,) the constant ``o`` (zeros: nothing added).
+    """
+
+    keep: np.ndarray
+    mixing: np.ndarray
+    offset: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.mixing.shape[0])
+
+    def is_drop(self) -> bool:
+        """Whether the fold only drops units (identity on kept rows, zero elsewhere)."""
+        return bool(not np.any(self.offset)
+                    and np.array_equal(self.mixing, drop_fold(self.n, self.keep).mixing))
+
+    def apply(self, weight: np.ndarray, bias: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Fold into a linear consumer ``z = W h + b`` (W: (m, n)): ``(W M, b + W o)``; with
+        ``bias=None`` the second item is the shift ``W o`` alone (or None if it is zero)."""
+        w = np.asarray(weight, dtype=np.float64)
+        shift = w @ self.offset
+        if bias is None:
+            return w @ self.mixing, (shift if np.any(shift) else None)
+        return w @ self.mixing, np.asarray(bias, dtype=np.float64) + shift
+
+
+def _check_keep(keep: np.ndarray, n: int) -> np.ndarray:
+    keep = np.asarray(keep, dtype=np.int64)
+    if keep.ndim != 1 or keep.size == 0 or np.any(keep < 0) or np.any(keep >= n) \
+            or np.any(np.diff(keep) <= 0):
+        raise InvalidArgumentError(f"keep must be sorted distinct indices in [0, {n}), "
+                                   f"got {keep!r}")
+    return keep
+
+
+def drop_fold(n: int, keep: np.ndarray, weights: np.ndarray | None = None) -> Fold:
+    """Dropping every unit not in ``keep``, the kept ones scaled by ``weights`` (default 1):
+    the fold of plain pruning and of a coreset's reweighting (METHOD §3(e))."""
+    keep = _check_keep(keep, n)
+    m = np.zeros((n, keep.size))
+    m[keep, np.arange(keep.size)] = 1.0 if weights is None else np.asarray(weights, float)
+    return Fold(keep, m, np.zeros(n))
+
+
+def least_squares_fold(target: Gaussian | None, cross: np.ndarray | None, kept: Gaussian,
+                       keep: np.ndarray, n: int | None = None, ridge: float = 1e-6) -> Fold:
+    """The least-squares affine map from kept units to target units (module docstring).
+
+    Two uses:
+
+    * one network: ``target`` is the layer's n units, ``kept = target.take(keep)`` and
+      ``cross=None`` (taken as ``target.cov[:, keep]``);
+    * two networks: ``target`` is the original network's n units, ``kept`` the k units kept in
+      the pruned network (their moments there) and ``cross`` (n, k) the cross-covariance
+      ``Cov(h_original, h_kept)``.
+
+    Args:
+        target: the target units' moments (n).
+        cross: (n, k) cross-covariance of target and kept units, or None (one network).
+        kept: the kept units' moments (k).
+        keep: (k,) indices of the kept units among the layer's n.
+        ridge: ``lambda`` relative to the mean variance of the kept units (``lambda = ridge *
+            trace(Cov(h_K)) / k``); keeps the solve stable when kept units are (nearly)
+            collinear. A kept unit that is a positive multiple or duplicate of another, or a
+            removed one of a kept one, is reconstructed to within a relative ``ridge``.
+
+    Returns:
+        The :class:`Fold` ``(M, o)``: with ``cross=None`` its kept rows are the identity exactly
+        (the ridge only shrinks the removed rows).
+    """
+    n = target.dim if n is None else n
+    keep = _check_keep(keep, n)
+    if kept.dim != keep.size:
+        raise GeometryError(f"kept moments have {kept.dim} units, keep has {keep.size}")
+    if not ridge >= 0:
+        raise InvalidArgumentError(f"ridge must be >= 0, got {ridge!r}")
+    one_network = cross is None
+    cross = target.cov[:, keep] if one_network else np.asarray(cross, dtype=np.float64)
+    if cross.shape != (n, keep.size):
+        raise GeometryError(f"cross-covariance must have shape ({n}, {keep.size}), "
+                            f"got {cross.shape}")
+    ckk = kept.cov
+    scale = float(np.trace(ckk)) / keep.size
+    if scale <= 0.0:  # every kept unit is constant: only the means can be matched
+        mixing = np.zeros((n, keep.size))
+    else:
+        reg = ckk + (max(ridge, 1e-12) * scale) * np.eye(keep.size)
+        mixing = cho_solve(cho_factor(reg, lower=True), cross.T).T
+    if one_network:
+        mixing[keep] = np.eye(keep.size)
+    offset = target.mean - mixing @ kept.mean
+    if one_network:
+        offset[keep] = 0.0
+    return Fold(keep, mixing, offset)
+
+
+def output_gram(outgoing: np.ndarray) -> np.ndarray:
+    """(n, n) ``G = V^T V`` of the units' outgoing vectors (outgoing: (n, D), row i is
+    v_i): the consumer's squared output error of a unit-space error e is ``e^T G e``."""
+    v = np.asarray(outgoing, dtype=np.float64)
+    return v @ v.T
+
+
+def fold_error(moments: Gaussian, gram: np.ndarray, fold: Fold,
+               kept: Gaussian | None = None, cross: np.ndarray | None = None) -> float:
+    """Model-predicted relative error of a consumer's output after ``fold``:
+
+        E|| V (h - M h_K - o) ||^2  /  E|| V h ||^2
+
+    under the Gaussian moments of h (``gram = V^T V``, :func:`output_gram`); 0 when nothing is
+    lost, 1 for dropping every unit of a layer whose outputs have zero mean. For two networks,
+    ``kept`` and ``cross`` are the pruned network's kept units and their cross-covariance with
+    h (as in :func:`least_squares_fold`).
+    """
+    g = np.asarray(gram, dtype=np.float64)
+    m, o = fold.mixing, fold.offset
+    if kept is None:
+        kept = moments.take(fold.keep)
+        cross = moments.cov[:, fold.keep]
+    # E[e e^T] with e = h - M h_K - o
+    mean_e = moments.mean - m @ kept.mean - o
+    cov_e = moments.cov - cross @ m.T - m @ cross.T + m @ kept.cov @ m.T
+    num = float(np.sum(g * (cov_e + np.outer(mean_e, mean_e))))
+    den = float(np.sum(g * moments.second_moment()))
+    return max(num, 0.0) / den if den > 0 else 0.0

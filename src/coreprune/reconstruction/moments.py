@@ -1,0 +1,265 @@
+"""Gaussian moments of unit outputs ``h = phi(a)``, ``a = P x + b``, with no data.
+
+The layer input is modelled as ``x ~ N(m, S)``; then ``a ~ N(P m + b, P S P^T)`` exactly and
+the outputs' mean ``E[h]`` and covariance ``Cov(h)`` follow from the activation:
+
+* ``"closed"``: exact formulas for ReLU (the rectified bivariate normal, below), leaky ReLU
+  (ReLU plus a linear part) and the identity;
+* ``"quadrature"``: two-dimensional Gauss-Hermite quadrature of every pair of units (any
+  activation; exact for polynomials of degree < 2 ``order`` in each variable);
+* ``"montecarlo"``: ``samples`` seeded draws of ``a`` from ``N(mu, C)`` (never from data).
+
+The next layer then sees ``h`` moment-matched as a Gaussian, ``N(E[h], Cov(h))``
+(:class:`Gaussian`).
+
+ReLU, for a pair of units with means ``mu_i, mu_j``, standard deviations ``s_i, s_j``,
+correlation ``rho`` and ``h_i = mu_i / s_i``: ``E[relu(a_i)] = s_i (h_i Phi(h_i) + phi(h_i))``
+and ``E[relu(a_i) relu(a_j)] = s_i s_j M`` with::
+
+    M = (rho + h_i h_j) Phi2(h_i, h_j; rho) + h_j phi(h_i) Phi((h_j - rho h_i) / r)
+        + h_i phi(h_j) Phi((h_i - rho h_j) / r) + r phi(h_i) phi((h_j - rho h_i) / r)
+
+``r = sqrt(1 - rho^2)`` and ``Phi2`` the bivariate normal CDF (Owen's T). At zero means it is
+Cho & Saul's arc-cosine kernel ``(s_i s_j / 2 pi)(sin t + (pi - t) cos t)``, ``cos t = rho``;
+at ``rho = +-1`` it is the limit (duplicates and positive multiples are exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+from scipy.special import ndtr, owens_t
+
+from ..errors import GeometryError, InvalidArgumentError
+from .activations import Activation
+
+__all__ = ["Gaussian", "activation_moments", "bivariate_normal_cdf", "MOMENT_METHODS"]
+
+MOMENT_METHODS = ("auto", "closed", "quadrature", "montecarlo")
+_SQRT_2PI = np.sqrt(2.0 * np.pi)
+_BLOCK = 1 << 21  # entries of one block of pairwise work (bounds memory)
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """A Gaussian model ``N(mean, cov)`` of a d-dimensional vector.
+
+    Attributes:
+        mean: (d,) float64.
+        cov: (d, d) float64, symmetric positive semi-definite.
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
+        cov = np.asarray(self.cov, dtype=np.float64)
+        if cov.shape != (mean.size, mean.size):
+            raise GeometryError(f"cov must have shape ({mean.size}, {mean.size}), "
+                                f"got {cov.shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+            raise GeometryError("Gaussian moments hold NaN or Inf")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "cov", 0.5 * (cov + cov.T))
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.size)
+
+    @property
+    def std(self) -> np.ndarray:
+        """(d,) standard deviations."""
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+
+    def second_moment(self) -> np.ndarray:
+        """(d, d) ``E[x x^T] = cov + mean mean^T``."""
+        return self.cov + np.outer(self.mean, self.mean)
+
+    def affine(self, weight: np.ndarray, bias: np.ndarray | None = None) -> Gaussian:
+        """The law of ``weight @ x + bias``: ``N(W m + b, W S W^T)`` (weight: (m, d))."""
+        w = np.asarray(weight, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != self.dim:
+            raise GeometryError(f"weight must have shape (m, {self.dim}), got {w.shape}")
+        mean = w @ self.mean + (0.0 if bias is None else np.asarray(bias, dtype=np.float64))
+        return Gaussian(mean, w @ self.cov @ w.T)
+
+    def take(self, indices: np.ndarray) -> Gaussian:
+        """The marginal of the coordinates ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return Gaussian(self.mean[idx], self.cov[np.ix_(idx, idx)])
+
+    @staticmethod
+    def independent(dim: int, mean: float | np.ndarray = 0.0,
+                    std: float | np.ndarray = 1.0) -> Gaussian:
+        """``N(mean, diag(std^2))`` in ``dim`` coordinates (scalars broadcast)."""
+        m = np.broadcast_to(np.asarray(mean, dtype=np.float64), (dim,)).copy()
+        s = np.broadcast_to(np.asarray(std, dtype=np.float64), (dim,))
+        if np.any(s < 0):
+            raise InvalidArgumentError("std must be non-negative")
+        return Gaussian(m, np.diag(s**2))
+
+
+def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``P(Z1 <= h, Z2 <= k)`` for standard normals with correlation ``rho``, elementwise,
+    by Owen's T: ``Phi2 = (Phi(h) + Phi(k)) / 2 - T(h, a_h) - T(k, a_k) - beta`` with
+    ``a_h = (k - rho h) / (h r)``, ``a_k = (h - rho k) / (k r)``, ``r = sqrt(1 - rho^2)`` and
+    ``beta = 1/2`` when ``h k < 0`` (0 otherwise); ``|h|, |k| < 1e-10`` are moved to 1e-10
+    (the CDF is continuous; the error is below 1e-10). Exact at ``rho = +-1``."""
+    h = np.where(np.abs(h) < 1e-10, 1e-10, h)
+    k = np.where(np.abs(k) < 1e-10, 1e-10, k)
+    r = np.maximum(np.sqrt(np.clip(1.0 - rho * rho, 0.0, None)), 1e-300)
+    beta = np.where(h * k > 0, 0.0, 0.5)
+    return (0.5 * (ndtr(h) + ndtr(k)) - owens_t(h, (k - rho * h) / (h * r))
+            - owens_t(k, (h - rho * k) / (k * r)) - beta)
+
+
+def _standardise(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(sd, random, rho)``: standard deviations, which units vary (sd above 1e-12 of the
+    scale), and the correlation matrix (0 for constant units)."""
+    sd = pre.std
+    scale = max(float(sd.max(initial=0.0)), float(np.abs(pre.mean).max(initial=0.0)), 1e-300)
+    random = sd > 1e-12 * scale
+    safe = np.where(random, sd, 1.0)
+    rho = np.clip(pre.cov / np.outer(safe, safe), -1.0, 1.0)
+    rho[~random, :] = 0.0
+    rho[:, ~random] = 0.0
+    return sd, random, rho
+
+
+def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(E[relu(a)], Cov(relu(a)), Phi(mu / sd))`` in closed form (module docstring)."""
+    mu = pre.mean
+    sd, random, rho = _standardise(pre)
+    safe = np.where(random, sd, 1.0)
+    h = mu / safe
+    cdf, pdf = ndtr(h), np.exp(-0.5 * h * h) / _SQRT_2PI
+    mean = np.where(random, sd * (h * cdf + pdf), np.maximum(mu, 0.0))
+    cov = np.zeros_like(pre.cov)
+    idx = np.flatnonzero(random)
+    hr, pr, sr = h[idx], pdf[idx], sd[idx]
+    rows = max(1, _BLOCK // max(idx.size, 1))
+    for start in range(0, idx.size, rows):
+        b = slice(start, start + rows)
+        hi, hj = hr[b, None], hr[None, :]
+        p = rho[np.ix_(idx[b], idx)]
+        r = np.maximum(np.sqrt(np.clip(1.0 - p * p, 0.0, None)), 1e-12)
+        d_ij, d_ji = (hj - p * hi) / r, (hi - p * hj) / r
+        m = ((p + hi * hj) * bivariate_normal_cdf(hi, hj, p) + hj * pr[b, None] * ndtr(d_ij)
+             + hi * pr[None, :] * ndtr(d_ji)
+             + r * pr[b, None] * np.exp(-0.5 * d_ij * d_ij) / _SQRT_2PI)
+        second = sr[b, None] * sr[None, :] * m
+        cov[np.ix_(idx[b], idx)] = second - np.outer(mean[idx[b]], mean[idx])
+    # the diagonal from the univariate formula (no rho = 1 limit taken)
+    var = sd**2 * ((1.0 + h * h) * cdf + h * pdf) - mean**2
+    cov[idx, idx] = np.clip(var[idx], 0.0, None)
+    return mean, cov, np.where(random, cdf, (mu > 0).astype(np.float64))
+
+
+def _closed_form(pre: Gaussian, act: Activation) -> Gaussian:
+    if act.name == "identity":
+        return pre
+    mean, cov, cdf = _relu_moments(pre)
+    if act.name == "relu":
+        return Gaussian(mean, cov)
+    # leaky ReLU: phi(a) = s a + (1 - s) relu(a); Cov(a_i, relu(a_j)) = C_ij Phi(h_j)
+    s = float(act.param)
+    c = pre.cov
+    cross = c * cdf[None, :]
+    return Gaussian(s * pre.mean + (1.0 - s) * mean,
+                    s * s * c + s * (1.0 - s) * (cross + cross.T) + (1.0 - s) ** 2 * cov)
+
+
+def _quadrature(pre: Gaussian, act: Activation, order: int) -> Gaussian:
+    """Pairwise 2-D Gauss-Hermite: ``z1 = x_a``, ``z2 = rho x_a + r x_b`` (probabilists'
+    nodes), every pair of units (the diagonal with ``rho = 1``, i.e. 1-D quadrature)."""
+    x, w = hermegauss(order)
+    w = w / _SQRT_2PI
+    mu = pre.mean
+    sd, random, rho = _standardise(pre)
+    sd = np.where(random, sd, 0.0)
+    f_nodes = act(mu[:, None] + sd[:, None] * x[None, :])  # (n, q)
+    mean = f_nodes @ w
+    n = mu.size
+    iu, ju = np.triu_indices(n)
+    second = np.empty((n, n))
+    chunk = max(1, _BLOCK // (order * order))
+    for start in range(0, iu.size, chunk):
+        i, j = iu[start:start + chunk], ju[start:start + chunk]
+        p = rho[i, j]
+        p = np.where(i == j, 1.0, p)
+        r = np.sqrt(np.clip(1.0 - p * p, 0.0, None))
+        z2 = p[:, None, None] * x[None, :, None] + r[:, None, None] * x[None, None, :]
+        g = act(mu[j, None, None] + sd[j, None, None] * z2) @ w  # (P, q): E over x_b
+        e = (f_nodes[i] * g) @ w
+        second[i, j] = e
+        second[j, i] = e
+    cov = second - np.outer(mean, mean)
+    cov[~random, :] = 0.0
+    cov[:, ~random] = 0.0
+    return Gaussian(mean, cov)
+
+
+def _monte_carlo(pre: Gaussian, act: Activation, samples: int, seed: int | list[int]) -> Gaussian:
+    """``samples`` seeded draws ``a = mu + L z`` with ``L L^T = C`` (eigendecomposition;
+    eigenvalues below 1e-12 of the largest dropped), in chunks of 4096 draws."""
+    lam, u = np.linalg.eigh(pre.cov)
+    keep = lam > 1e-12 * max(float(lam.max(initial=0.0)), 1e-300)
+    factor = u[:, keep] * np.sqrt(lam[keep])  # (n, r)
+    rng = np.random.default_rng(seed)
+    n = pre.dim
+    total, outer = np.zeros(n), np.zeros((n, n))
+    for start in range(0, samples, 4096):
+        m = min(4096, samples - start)
+        h = act(pre.mean + rng.standard_normal((m, factor.shape[1])) @ factor.T)
+        total += h.sum(0)
+        outer += h.T @ h
+    mean = total / samples
+    return Gaussian(mean, outer / samples - np.outer(mean, mean))
+
+
+def activation_moments(pre: Gaussian, activation: Activation | str, method: str = "auto",
+                       order: int = 24, samples: int = 20_000,
+                       seed: int | list[int] = 0) -> Gaussian:
+    """Mean and covariance of ``h = phi(a)`` for ``a ~ pre`` (n units), as a :class:`Gaussian`.
+
+    Args:
+        pre: the pre-activations' Gaussian model ``N(mu, C)`` (n units).
+        activation: an :class:`Activation` or its name.
+        method: ``"closed"`` (ReLU, leaky ReLU, identity only; exact), ``"quadrature"``
+            (2-D Gauss-Hermite with ``order`` nodes per axis: ``n (n + 1) / 2 * order^2``
+            evaluations of phi), ``"montecarlo"`` (``samples`` draws from ``pre`` seeded by
+            ``seed``: ``samples * n^2`` multiply-adds), or ``"auto"``: closed form where there
+            is one, else Monte Carlo (Gauss-Hermite converges slowly for steep activations:
+            tanh with pre-activation sd 3 is off by 3% at 24 nodes).
+        order: Gauss-Hermite nodes per axis.
+        samples: Monte Carlo draws.
+        seed: Monte Carlo seed (``numpy.random.default_rng`` accepts an int or a list).
+
+    Returns:
+        ``Gaussian(E[h], Cov(h))``; constant units (zero variance) have zero rows and columns.
+
+    Raises:
+        InvalidArgumentError: unknown method, or ``"closed"`` for an activation without a
+            closed form.
+    """
+    act = activation if isinstance(activation, Activation) else Activation(activation)
+    if method not in MOMENT_METHODS:
+        raise InvalidArgumentError(f"moment method must be one of {MOMENT_METHODS}, "
+                                   f"got {method!r}")
+    if method == "auto":
+        method = "closed" if act.closed_form else "montecarlo"
+    if method == "closed":
+        if not act.closed_form:
+            raise InvalidArgumentError(f"no closed-form moments for {act.name!r}; use "
+                                       "'quadrature' or 'montecarlo'")
+        return _closed_form(pre, act)
+    if method == "quadrature":
+        if isinstance(order, bool) or not isinstance(order, int) or order < 2:
+            raise InvalidArgumentError(f"order must be an integer >= 2, got {order!r}")
+        return _quadrature(pre, act, order)
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise InvalidArgumentError(f"samples must be an integer >= 2, got {samples!r}")
+    return _monte_carlo(pre, act, samples, seed)

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from coreprune.errors import InvalidArgumentError
+from coreprune.pruning import build_graph, find_unit_groups
+from coreprune.pruning.propagation import InputPrior, MomentPropagator
+
+
+def _mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 9), nn.ReLU(), nn.Linear(9, 7),
+                          nn.BatchNorm1d(7), nn.GELU(), nn.Dropout(0.2), nn.Linear(7, 3)).eval()
+    with torch.no_grad():
+        model[4].running_mean.normal_()
+        model[4].running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _propagated(model, prior, shape=(3, 4)):
+    x = torch.randn(2, *shape)
+    graph = build_graph(model, x)
+    groups = find_unit_groups(graph)
+    prop = MomentPropagator(graph, x, prior, samples=200_000, seed=0)
+    return [prop.unit_moments(g, i) for i, g in enumerate(groups)]
+
+
+def _sampled(model, prior, shape=(3, 4), n=400_000):
+    g = prior.gaussian(shape)
+    mean, std = torch.as_tensor(g.mean).float(), torch.as_tensor(g.std).float()
+    z = torch.randn(n, mean.numel(), generator=torch.Generator().manual_seed(1))
+    x = (mean + std * z).reshape(n, *shape)
+    with torch.no_grad():
+        h1 = model[:3](x).double().numpy()
+        h2 = model[:6](x).double().numpy()
+    return [(h.mean(0), np.cov(h.T, bias=True)) for h in (h1, h2)]
+
+
+@pytest.mark.parametrize("prior", [InputPrior(), InputPrior(0.3, 0.5),
+                                   InputPrior(np.linspace(-0.5, 0.5, 3), [0.5, 1.0, 2.0])])
+def test_propagated_moments_match_the_network_on_samples_from_the_prior(prior):
+    model = _mlp()
+    (h1, why1), (h2, why2) = _propagated(model, prior)
+    assert why1 == why2 == ""
+    (m1, c1), (m2, c2) = _sampled(model, prior)
+    # the first layer's pre-activations are exactly Gaussian: the closed form is exact
+    np.testing.assert_allclose(h1.mean, m1, atol=0.01 * np.abs(m1).max())
+    np.testing.assert_allclose(h1.cov, c1, atol=0.01 * np.abs(c1).max())
+    # the second layer sees the first one's outputs moment-matched as a Gaussian: approximate
+    np.testing.assert_allclose(h2.mean, m2, atol=0.1 * np.abs(m2).max())
+    np.testing.assert_allclose(h2.cov, c2, atol=0.15 * np.abs(c2).max())
+
+
+def test_prior_shapes_and_errors():
+    g = InputPrior([1.0, 2.0, 3.0], 2.0).gaussian((3, 2))
+    np.testing.assert_allclose(g.mean, [1, 1, 2, 2, 3, 3])
+    np.testing.assert_allclose(np.diag(g.cov), 4.0)
+    assert InputPrior.from_value((0.5, 0.1)) == InputPrior(0.5, 0.1)
+    with pytest.raises(InvalidArgumentError, match="does not fit inputs of shape"):
+        InputPrior([1.0, 2.0], 1.0).gaussian((3, 2))
+    with pytest.raises(InvalidArgumentError, match="must be non-negative"):
+        InputPrior(0.0, -1.0).gaussian((2,))
+    with pytest.raises(InvalidArgumentError, match=r"input_prior must be \(mean, std\)"):
+        InputPrior.from_value(3.0)
+
+
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(6, 5), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(2.0 * x - 1.0)))
+
+
+def test_layers_outside_the_moment_model_say_why():
+    (h, why), = _propagated(_Scaled().eval(), InputPrior(), shape=(6,))
+    assert h is None and "changes its input before" in why
+    from coreprune.models import build_model
+
+    net = build_model("resnet20", in_channels=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    graph = build_graph(net, x)
+    g = find_unit_groups(graph)[0]
+    h, why = MomentPropagator(graph, x, InputPrior()).unit_moments(g, 0)
+    assert h is None and "Conv2d units" in why

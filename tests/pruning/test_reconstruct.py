@@ -1,0 +1,118 @@
+"""End to end: pruning with least-squares reconstruction through the Pruner."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from coreprune.importance import ImportanceMethod, Selection
+from coreprune.metrics import count_params
+from coreprune.pruning import Pruner
+
+
+class KeepFirst(ImportanceMethod):
+    """Keeps the first k units (a fixed choice, to test the folds)."""
+
+    name = "keep-first"
+
+    def scores(self, units):
+        return -np.arange(units.n, dtype=float)
+
+    def select(self, units, k, rng):
+        return Selection(np.arange(k), np.ones(k), self.scores(units))
+
+
+def _redundant_mlp(act=nn.ReLU):
+    """784-8-4-3 MLP whose hidden units 5, 6, 7 are 2.5 x unit 0, a copy of unit 1 and zero."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(10, 8), act(), nn.Linear(8, 4), act(),
+                          nn.Linear(4, 3)).eval()
+    with torch.no_grad():
+        w, b = model[1].weight, model[1].bias
+        w[5], b[5] = 2.5 * w[0], 2.5 * b[0]
+        w[6], b[6] = w[1], b[1]
+        w[7], b[7] = 0.0, 0.0
+    return model
+
+
+@pytest.mark.parametrize("act, exact", [(nn.ReLU, True), (nn.GELU, False)])
+def test_removed_multiples_copies_and_zero_units_fold_exactly(act, exact):
+    model = _redundant_mlp(act)
+    x = torch.randn(64, 10)
+    p = Pruner(KeepFirst(), layer_ratios={"1": 5 / 8}, compensate="reconstruct")
+    out = p.fit_transform(model, x[:2])
+    assert out[1].out_features == 5 and out[3].in_features == 5
+    layer = p.report_.layers[0]
+    assert layer.info["compensation"] == "reconstruct"
+    err = (out(x) - model(x)).abs().max().item()
+    if exact:  # ReLU is positively homogeneous: the removed units are exact functions of kept
+        assert err < 1e-4 and layer.info["predicted_error"] < 1e-7
+    else:  # GELU: the copy is exact, the multiple is not (and Monte Carlo moments are noisy)
+        drop = Pruner(KeepFirst(), layer_ratios={"1": 5 / 8}, compensate="none").fit_transform(
+            model, x[:2])
+        assert err < (drop(x) - model(x)).abs().max().item()
+
+
+def test_zero_percent_removed_changes_no_output_for_every_compensation():
+    model = _redundant_mlp()
+    x = torch.randn(16, 10)
+    for comp in ("none", "bn-mean", "merge", "reconstruct"):
+        for method in ("coreset", "greedy", "neuron-merging"):
+            out = Pruner(method, params_removed=0.0, compensate=comp).fit_transform(model, x[:2])
+            torch.testing.assert_close(out(x), model(x), rtol=0, atol=0)
+
+
+class _Functional(nn.Module):
+    def __init__(self, act):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(12, 16), nn.Linear(16, 12), nn.Linear(12, 4)
+        self.act = act
+
+    def forward(self, x):
+        return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
+
+
+ACTS = [nn.ReLU(), nn.LeakyReLU(0.1), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(),
+        nn.Tanh(), nn.Sigmoid(), nn.ELU(0.5), nn.SELU(), nn.ReLU6(), nn.Softplus(), nn.Mish(),
+        nn.Hardswish(), nn.Hardsigmoid(), nn.Hardtanh(), nn.Identity(),
+        lambda t: F.leaky_relu(t, 0.2)]
+
+
+@pytest.mark.parametrize("act", ACTS, ids=lambda a: getattr(a, "__name__", type(a).__name__))
+def test_every_supported_activation_reconstructs_and_runs(act):
+    torch.manual_seed(1)
+    model = _Functional(act).eval()
+    x = torch.randn(256, 12)
+    p = Pruner("greedy", keep_ratio=0.5)
+    out = p.fit_transform(model, x[:2])
+    assert [lr.info["compensation"] for lr in p.report_.layers] == ["reconstruct"] * 2
+    assert count_params(out) == p.report_.params_after < count_params(model)
+    y = out(x)
+    assert y.shape == (256, 4) and torch.isfinite(y).all()
+    drop = Pruner("greedy", keep_ratio=0.5, compensate="none").fit_transform(model, x[:2])
+    # least squares under N(0, I) beats dropping on N(0, I) inputs
+    ref = model(x)
+    assert (y - ref).pow(2).mean() < (drop(x) - ref).pow(2).mean()
+
+
+def test_unsupported_paths_fall_back_and_say_why():
+    from coreprune.models import build_model
+
+    net = build_model("resnet20", in_channels=1).eval()
+    p = Pruner("coreset", keep_ratio=0.5)
+    out = p.fit_transform(net, torch.randn(2, 1, 32, 32))
+    infos = [lr.info for lr in p.report_.layers]
+    assert all(i["compensation"].startswith("bn-mean (fallback") for i in infos)
+    assert all("Conv2d units" in i["moment_model"] for i in infos)
+    assert out(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_reconstruction_is_reproducible_and_seeded():
+    model = _Functional(nn.GELU()).eval()
+    x = torch.randn(8, 12)
+    a = Pruner("greedy", keep_ratio=0.5, seed=3).fit_transform(model, x[:2])
+    b = Pruner("greedy", keep_ratio=0.5, seed=3).fit_transform(model, x[:2])
+    c = Pruner("greedy", keep_ratio=0.5, seed=4).fit_transform(model, x[:2])
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    assert not torch.equal(a(x), c(x))  # Monte Carlo moments take the seed
