@@ -127,3 +127,29 @@ def test_reconstruct_falls_back_without_a_moment_model():
     bn = get_compensation("reconstruct").change(_units(with_bn=True, moments=False),
                                                 _sel([0, 1]), False)
     assert bn.info["compensation"].startswith("bn-mean (fallback") and np.any(bn.fold.offset)
+
+
+def test_reconstruct_drops_the_constant_when_the_pre_activations_are_mostly_their_means():
+    # pre-activations with means far beyond their spread (as a prior with a wrong mean makes)
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(6, 4)) * 0.05
+    b = np.full(6, 3.0)
+    pre = Gaussian(b, w @ w.T)
+    h = activation_moments(pre, "tanh", method="montecarlo", seed=0)
+    u = UnitSet(np.c_[w, b], rng.normal(size=(6, 3)), w, "layer", bias=b, moments=h,
+                prior_preactivation=pre, activation=Activation("tanh"))
+    c = get_compensation("reconstruct").change(u, _sel([0, 1, 2]), False)
+    assert c.info["variance_share"] < 0.25
+    assert c.info["guard_offset_dropped"] == c.info["variance_share"]
+    assert not np.any(c.fold.offset)
+    kept = LeastSquaresCompensation(min_variance_share=0.0).change(u, _sel([0, 1, 2]), False)
+    assert np.any(kept.fold.offset) and "guard_offset_dropped" not in kept.info
+    np.testing.assert_array_equal(kept.fold.mixing, c.fold.mixing)
+    # centred pre-activations keep their constant (a sigmoid's outputs have a large mean by
+    # nature; that is no reason to drop it)
+    centred = Gaussian(np.zeros(6), w @ w.T)
+    u2 = UnitSet(u.incoming, u.outgoing, w, "layer", moments=activation_moments(
+        centred, "sigmoid", method="montecarlo", seed=0), prior_preactivation=centred,
+        activation=Activation("sigmoid"))
+    c2 = get_compensation("reconstruct").change(u2, _sel([0, 1, 2]), False)
+    assert c2.info["variance_share"] > 0.99 and np.any(c2.fold.offset)

@@ -69,6 +69,9 @@ class UnitSet:
         moments: the Gaussian model of the unit outputs ``h`` (what the consumers read) under
             the input prior, or None where none was computed (see
             :mod:`coreprune.pruning.propagation`).
+        prior_preactivation: the same for the units' pre-activations (after their BatchNorm)
+            when the layer reads the model input, so that they come straight from the input
+            prior (analytic model); None elsewhere.
     """
 
     incoming: np.ndarray
@@ -79,6 +82,7 @@ class UnitSet:
     batchnorm: BatchNormParams | None = None
     activation: Activation | None = None
     moments: Gaussian | None = None
+    prior_preactivation: Gaussian | None = None
 
     @property
     def n(self) -> int:

@@ -96,15 +96,44 @@ def test_every_supported_activation_reconstructs_and_runs(act):
     assert (y - ref).pow(2).mean() < (drop(x) - ref).pow(2).mean()
 
 
+class _Residual(nn.Module):
+    """fc3 reads a residual sum: outside the analytic moment model (and no BatchNorm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc0, self.fc1, self.fc2 = nn.Linear(6, 8), nn.Linear(8, 16), nn.Linear(16, 8)
+        self.fc3, self.fc4 = nn.Linear(8, 12), nn.Linear(12, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.fc0(x))
+        c = self.fc2(torch.relu(self.fc1(a))) + a
+        return self.fc4(torch.relu(self.fc3(torch.relu(c))))
+
+
 def test_unsupported_paths_fall_back_and_say_why():
+    torch.manual_seed(0)
+    p = Pruner("coreset", keep_ratio=0.5)
+    out = p.fit_transform(_Residual().eval(), torch.randn(2, 6))
+    infos = {lr.name: lr.info for lr in p.report_.layers}
+    assert infos["fc1"]["compensation"] == "reconstruct"
+    assert infos["fc3"]["compensation"].startswith("none (fallback")
+    assert "AddBackward0" in infos["fc3"]["moment_model"]
+    assert out(torch.randn(4, 6)).shape == (4, 3)
+
+
+def test_residual_cnn_blocks_use_a_local_prior_and_say_so():
     from coreprune.models import build_model
 
     net = build_model("resnet20", in_channels=1).eval()
     p = Pruner("coreset", keep_ratio=0.5)
     out = p.fit_transform(net, torch.randn(2, 1, 32, 32))
-    infos = [lr.info for lr in p.report_.layers]
-    assert all(i["compensation"].startswith("bn-mean (fallback") for i in infos)
-    assert all("Conv2d units" in i["moment_model"] for i in infos)
+    infos = {lr.name: lr.info for lr in p.report_.layers}
+    assert all(i["compensation"] == "reconstruct" for i in infos.values())
+    # the first block reads the stem's output (a chain); the others a residual sum
+    assert "moment_model" not in infos["layers.0.conv1"]
+    assert all(i["moment_model"].startswith("local prior (input: the input passes through "
+                                            "AddBackward0") for n, i in infos.items()
+               if n != "layers.0.conv1")
     assert out(torch.randn(2, 1, 32, 32)).shape == (2, 10)
 
 

@@ -84,3 +84,11 @@ def test_folds_validate_their_indices():
             drop_fold(3, np.array(bad, dtype=int))
     with pytest.raises(InvalidArgumentError, match="ridge must be >= 0"):
         least_squares_fold(h, None, h.take([0]), np.array([0]), ridge=-1.0)
+
+
+def test_an_indefinite_kept_covariance_is_solved_with_its_negative_part_clipped():
+    cov = np.array([[1.0, 0.9, 0.5], [0.9, 0.8, 0.4], [0.5, 0.4, 1.0]])  # [:2, :2] indefinite
+    assert np.linalg.eigvalsh(cov[:2, :2]).min() < 0
+    h = Gaussian(np.zeros(3), cov)
+    fold = least_squares_fold(h, None, h.take([0, 1]), np.array([0, 1]), ridge=1e-9)
+    assert np.all(np.isfinite(fold.mixing)) and np.all(np.isfinite(fold.offset))

@@ -1,21 +1,28 @@
 """Gaussian moments of every prunable layer's outputs, propagated from an input prior through
 the model as it is being pruned; no data is read.
 
-The model input is modelled as independent Gaussians ``x ~ N(mean, diag(std^2))`` in the model's
-input coordinates (:class:`InputPrior`; ``N(0, I)`` by default: inputs normalised the usual
-way). Layer by layer, in the order the pruner processes them, the moments are pushed through the
+The model input is modelled as independent Gaussians ``x ~ N(mean, diag(std^2))`` per input
+element, in the model's input coordinates (:class:`InputPrior`; ``N(0, I)`` by default: inputs
+normalised the usual way); images may also be given a neighbour correlation between pixels.
+Layer by layer, in the order the pruner processes them, the moments are pushed through the
 *current* model, i.e. through the layers already pruned and reconstructed:
 
 * ``Linear``: ``N(m, S) -> N(W m + b, W S W^T)`` (exact);
-* ``BatchNorm1d`` (eval): the same with its per-feature affine map (exact);
+* ``Conv2d`` (groups 1), pooling, flattening: channel-level Gaussian fields
+  (:mod:`coreprune.reconstruction.spatial`);
+* ``BatchNorm1d/2d``: each channel's output mean and variance are the BatchNorm's own ``beta``
+  and ``gamma^2`` (exact on the training data, read from the weights); correlations propagated;
 * an elementwise activation: :func:`coreprune.reconstruction.activation_moments`, the output
   moment-matched as a Gaussian for the next layer;
-* views and flattening: unchanged.
+* views and dropout: unchanged.
 
-The moment model covers chains of these ops (multi-layer perceptrons, with or without
-BatchNorm1d and dropout). A layer reached through anything else (a convolution, a residual
-addition, pooling, an op on the input before the first layer) has no moment model here: the
-propagator says why, and the compensations fall back (:mod:`coreprune.compensation`).
+Where the input of a convolution cannot be followed (a residual addition, a concatenation, an
+op on the input before the first layer) and a BatchNorm follows the convolution, its input is
+modelled by a *local prior*: independent unit-variance channels with neighbour correlation
+``local_rho``; the BatchNorm then fixes the marginals, and only the correlations between the
+convolution's channels come from its weights and that prior. Any other layer reached through an
+op the model does not cover has no moment model: the propagator says why, and the compensations
+fall back (:mod:`coreprune.compensation`).
 """
 
 from __future__ import annotations
@@ -29,13 +36,15 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..reconstruction import Activation, Gaussian, activation_moments
-from .groups import UnitGroup, _batchnorm_after, _consumer_slices, activation_of
+from ..reconstruction import Activation, Gaussian, activation_moments, spatial
+from ..reconstruction.spatial import Field
+from .groups import NORMS, UnitGroup, _batchnorm_after, _consumer_slices, activation_of
 
-__all__ = ["InputPrior", "MomentPropagator"]
+__all__ = ["InputPrior", "MomentPropagator", "FLATTEN_LIMIT"]
 
 _VIEWS = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "FlattenBackward",
           "CloneBackward")
+FLATTEN_LIMIT = 4096  # most features a flattened feature map may have in the moment model
 
 
 @dataclass(frozen=True)
@@ -45,20 +54,29 @@ class InputPrior:
     ``mean`` and ``std`` are scalars, arrays of the per-sample input shape, or 1-D arrays with
     one value per channel (the first per-sample dimension, e.g. ``(0.485, 0.456, 0.406)`` for
     ``(3, H, W)`` images). The default ``N(0, 1)`` suits inputs standardised the usual way.
+    ``spatial_correlation``: for image inputs, the correlation of neighbouring pixels of one
+    channel, decaying as ``rho^(|dy| + |dx|)`` (0: independent pixels).
     """
 
     mean: float | Sequence[float] | np.ndarray = 0.0
     std: float | Sequence[float] | np.ndarray = 1.0
+    spatial_correlation: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.spatial_correlation) < 1.0:
+            raise InvalidArgumentError(f"input_prior spatial_correlation must lie in [0, 1), "
+                                       f"got {self.spatial_correlation!r}")
 
     @staticmethod
     def from_value(value: InputPrior | tuple | None) -> InputPrior:
-        """An :class:`InputPrior` from ``None`` (the default), a ``(mean, std)`` pair or one."""
+        """An :class:`InputPrior` from ``None`` (the default), ``(mean, std)``,
+        ``(mean, std, spatial_correlation)`` or one."""
         if value is None:
             return InputPrior()
         if isinstance(value, InputPrior):
             return value
-        if isinstance(value, tuple | list) and len(value) == 2:
-            return InputPrior(value[0], value[1])
+        if isinstance(value, tuple | list) and len(value) in (2, 3):
+            return InputPrior(*value)
         raise InvalidArgumentError(f"input_prior must be (mean, std), got {value!r}")
 
     def _broadcast(self, value, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -78,20 +96,42 @@ class InputPrior:
             raise InvalidArgumentError(f"input_prior {what} must be finite")
         return out
 
-    def gaussian(self, shape: tuple[int, ...]) -> Gaussian:
-        """The prior over the flattened input of per-sample ``shape``."""
+    def _moments(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         m = self._broadcast(self.mean, shape, "mean")
         s = self._broadcast(self.std, shape, "std")
         if np.any(s < 0):
             raise InvalidArgumentError("input_prior std must be non-negative")
-        return Gaussian.independent(m.size, m, s)
+        return m, s
+
+    def gaussian(self, shape: tuple[int, ...]) -> Gaussian:
+        """The prior over the flattened input of per-sample ``shape`` (pixels of an image
+        correlated by ``spatial_correlation``)."""
+        m, s = self._moments(shape)
+        g = Gaussian.independent(m.size, m, s)
+        if self.spatial_correlation > 0 and len(shape) == 3:
+            field = self.field(shape)
+            if field is not None:
+                return spatial.flatten(field)
+        return g
+
+    def field(self, shape: tuple[int, ...]) -> Field | None:
+        """The prior as a channel-level field for ``(C, H, W)`` inputs, or None when its mean
+        or std varies within a channel."""
+        m, s = self._moments(shape)
+        c = shape[0]
+        m, s = m.reshape(c, -1), s.reshape(c, -1)
+        if np.ptp(m, axis=1).max() > 0 or np.ptp(s, axis=1).max() > 0:
+            return None
+        return Field(Gaussian.independent(c, m[:, 0], s[:, 0]), float(self.spatial_correlation),
+                     (int(shape[1]), int(shape[2])))
 
     def config(self) -> dict[str, object]:
         def plain(v):
             a = np.asarray(v, dtype=np.float64)
             return float(a) if a.ndim == 0 else a.tolist()
 
-        return {"mean": plain(self.mean), "std": plain(self.std)}
+        return {"mean": plain(self.mean), "std": plain(self.std),
+                "spatial_correlation": float(self.spatial_correlation)}
 
 
 class _NoModelError(Exception):
@@ -105,6 +145,27 @@ def _data_inputs(node: tp.Node) -> list[tp.Node]:
                 ("TBackward", "PermuteBackward")))]
 
 
+def _pair(v) -> tuple[int, int]:
+    v = tuple(int(x) for x in (v if isinstance(v, list | tuple) else (v, v)))
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def _grad_name(node: tp.Node) -> str:
+    return type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+
+
+def _add_independent(a: Gaussian | Field, b: Gaussian | Field) -> Gaussian | Field:
+    """The sum of two inputs taken as independent (a residual addition, approximately)."""
+    if isinstance(a, Field) and isinstance(b, Field) and a.size == b.size:
+        ta, tb = np.trace(a.channels.cov), np.trace(b.channels.cov)
+        rho = (a.rho * ta + b.rho * tb) / (ta + tb) if ta + tb > 0 else 0.0
+        return Field(Gaussian(a.channels.mean + b.channels.mean,
+                              a.channels.cov + b.channels.cov), float(rho), a.size)
+    if isinstance(a, Gaussian) and isinstance(b, Gaussian) and a.dim == b.dim:
+        return Gaussian(a.mean + b.mean, a.cov + b.cov)
+    raise _NoModelError("an addition of differently shaped inputs")
+
+
 class MomentPropagator:
     """Gaussian moments of the model's layers under :class:`InputPrior`, computed on demand on
     the current weights of ``graph``'s model and kept until :meth:`pruned` says a group changed.
@@ -115,30 +176,32 @@ class MomentPropagator:
         prior: the input prior.
         method, order, samples: as :func:`~coreprune.reconstruction.activation_moments`.
         seed: Monte Carlo seed; group ``gi`` uses ``[seed, gi]``.
+        local_rho: the neighbour correlation of the local prior (module docstring).
     """
 
     def __init__(self, graph: tp.DependencyGraph, example_inputs: torch.Tensor,
                  prior: InputPrior, method: str = "auto", order: int = 24,
-                 samples: int = 20_000, seed: int = 0) -> None:
+                 samples: int = 20_000, seed: int = 0, local_rho: float = 0.5,
+                 residual: str = "local", local: str = "unit") -> None:
         self.graph, self.prior = graph, prior
         self.sample_shape = tuple(int(d) for d in example_inputs.shape[1:])
         self.method, self.order, self.samples, self.seed = method, order, samples, seed
+        self.local_rho, self.residual, self.local = local_rho, residual, local
         self._x = example_inputs
-        self._cache: dict[int, Gaussian] = {}
-        self._first_checked: dict[int, bool] = {}
+        self._cache: dict[int, Gaussian | Field] = {}
+        self._inputs: dict[int, torch.Tensor] | None = None
+        self._notes: list[str] = []
         self._gi = 0
 
     # -- what a layer reads --------------------------------------------------------------
-    def _reads_model_input(self, module: nn.Linear) -> bool:
-        """Whether ``module`` reads the model input flattened, unchanged (checked by running
-        the model once with a hook)."""
-        if id(module) not in self._first_checked:
-            seen = {}
-
-            def hook(_m, args):
-                seen["x"] = args[0].detach()
-
-            h = module.register_forward_pre_hook(hook)
+    def _layer_input(self, module: nn.Module) -> torch.Tensor:
+        """The input ``module`` sees on the example batch (one forward pass with hooks, once:
+        shapes do not change when channels are pruned)."""
+        if self._inputs is None:
+            seen: dict[int, torch.Tensor] = {}
+            hooks = [m.register_forward_pre_hook(
+                lambda mod, args: seen.setdefault(id(mod), args[0].detach()))
+                for m in self.graph.model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
             model = self.graph.model
             was = model.training
             model.eval()
@@ -146,55 +209,138 @@ class MomentPropagator:
                 with torch.no_grad():
                     model(self._x)
             finally:
-                h.remove()
+                for h in hooks:
+                    h.remove()
                 model.train(was)
-            x = self._x.reshape(self._x.shape[0], -1)
-            got = seen.get("x")
-            self._first_checked[id(module)] = (got is not None and got.shape == x.shape
-                                               and torch.equal(got.to(x), x))
-        return self._first_checked[id(module)]
+            self._inputs = seen
+        if id(module) not in self._inputs:
+            raise _NoModelError(f"{type(module).__name__} is not called on the example inputs")
+        return self._inputs[id(module)]
 
-    def _state(self, node: tp.Node) -> Gaussian:
-        """The Gaussian model of ``node``'s output (per sample, flattened)."""
+    def _prior_for(self, module: nn.Module) -> Gaussian | Field:
+        """The prior as ``module`` (the first layer) reads it, if it reads the input
+        unchanged."""
+        seen = self._layer_input(module)
+        x = self._x.to(seen)
+        if isinstance(module, nn.Conv2d):
+            if seen.shape == x.shape and torch.equal(seen, x) and len(self.sample_shape) == 3:
+                field = self.prior.field(self.sample_shape)
+                if field is None:
+                    raise _NoModelError("the input prior varies within a channel (the "
+                                        "convolution's moment model needs one per channel)")
+                return field
+        elif seen.shape[1:] == x.reshape(x.shape[0], -1).shape[1:] and torch.equal(
+                seen, x.reshape(x.shape[0], -1)):
+            return self.prior.gaussian(self.sample_shape)
+        raise _NoModelError(f"the model changes its input before {type(module).__name__} (the "
+                            "prior is in the model's input coordinates)")
+
+    def _local_prior(self, module: nn.Conv2d, why: str) -> Field:
+        """Independent unit-variance channels with neighbour correlation ``local_rho``, for a
+        convolution followed by BatchNorm whose input is not covered."""
+        bn = _batchnorm_after(self.graph, module)
+        if bn is None:
+            raise _NoModelError(why)
+        size = tuple(int(s) for s in self._layer_input(module).shape[2:])
+        if self.local == "bn-fit":
+            b = None if module.bias is None else module.bias.detach().cpu().double().numpy()
+            field, rel = spatial.fit_input_field(
+                module.weight.detach().cpu().double().numpy(), b,
+                bn.running_mean.cpu().double().numpy(), bn.running_var.cpu().double().numpy(),
+                size)
+            self._notes.append(f"input fitted to the BatchNorm statistics (input: {why})")
+            return field
+        self._notes.append(f"local prior (input: {why})")
+        return Field(Gaussian.independent(module.in_channels), self.local_rho, size)
+
+    def _state(self, node: tp.Node) -> Gaussian | Field:
+        """The moment model of ``node``'s output: a flat :class:`Gaussian` or a :class:`Field`."""
         key = id(node)
         if key in self._cache:
             return self._cache[key]
         m = node.module
+        name = _grad_name(node)
         inputs = _data_inputs(node)
         if isinstance(m, nn.Linear):
-            if not inputs:
-                if not self._reads_model_input(m):
-                    raise _NoModelError(f"the model changes its input before {type(m).__name__}"
-                                        " (the prior is in the model's input coordinates)")
-                x = self.prior.gaussian(self.sample_shape)
-            else:
-                x = self._input_state(inputs)
+            x = self._prior_for(m) if not inputs else self._input_state(inputs)
+            if isinstance(x, Field):
+                x = self._flat(x)
             if x.dim != m.in_features:
                 raise _NoModelError(f"a Linear reads {m.in_features} features of a "
                                     f"{x.dim}-feature input (not a flat chain)")
             b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
             out = x.affine(m.weight.detach().cpu().double().numpy(), b)
-        elif isinstance(m, nn.BatchNorm1d):
+        elif isinstance(m, nn.Conv2d):
+            if m.groups != 1 or isinstance(m.padding, str):
+                raise _NoModelError(f"Conv2d with groups={m.groups} / padding={m.padding!r}")
+            try:
+                x = self._prior_for(m) if not inputs else self._input_state(inputs)
+                if not isinstance(x, Field):
+                    raise _NoModelError("a convolution reads a flat input")
+            except _NoModelError as exc:
+                x = self._local_prior(m, str(exc))
+            b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
+            out = spatial.conv2d(x, m.weight.detach().cpu().double().numpy(), b, _pair(m.stride),
+                                 _pair(m.padding), _pair(m.dilation))
+        elif isinstance(m, NORMS):
             x = self._input_state(inputs)
-            scale = (m.weight.detach().cpu().double() /
-                     torch.sqrt(m.running_var.cpu().double() + m.eps)).numpy()
-            shift = m.bias.detach().cpu().double().numpy() - scale * \
-                m.running_mean.cpu().double().numpy()
-            out = Gaussian(scale * x.mean + shift, x.cov * np.outer(scale, scale))
+            g = m.weight.detach().cpu().double().numpy()
+            beta = m.bias.detach().cpu().double().numpy()
+            out = (spatial.batchnorm(x, g, beta) if isinstance(x, Field)
+                   else spatial.batchnorm(Field(x, 0.0, (1, 1)), g, beta).channels)
         elif activation_of(node) is not None:
-            out = self._activate(self._input_state(inputs), activation_of(node))
-        elif type(node.grad_fn).__name__.startswith(_VIEWS):
+            x = self._input_state(inputs)
+            act = activation_of(node)
+            out = (spatial.activate(x, act, self.method, self.order, self.samples,
+                                    [self.seed, self._gi]) if isinstance(x, Field)
+                   else self._activate(x, act))
+        elif name.startswith(("MaxPool2DWithIndicesBackward", "AvgPool2DBackward",
+                              "MeanBackward")):
+            out = self._pool(node, self._input_state(inputs))
+        elif name.startswith(_VIEWS):
             out = self._input_state(inputs)
+        elif name.startswith("AddBackward") and self.residual == "independent" \
+                and len(inputs) == 2:
+            out = _add_independent(self._state(inputs[0]), self._state(inputs[1]))
         else:
-            raise _NoModelError(f"the input passes through {type(node.grad_fn).__name__}, "
-                                "which the moment model does not cover")
+            raise _NoModelError(f"the input passes through {name or type(m).__name__}, which "
+                                "the moment model does not cover")
         self._cache[key] = out
         return out
 
-    def _input_state(self, inputs: list[tp.Node]) -> Gaussian:
+    def _flat(self, field: Field) -> Gaussian:
+        if field.size == (1, 1):
+            return field.channels
+        n = field.channels.dim * field.size[0] * field.size[1]
+        if n > FLATTEN_LIMIT:
+            raise _NoModelError(f"a flattened {field.channels.dim}x{field.size[0]}x"
+                                f"{field.size[1]} map ({n} features > {FLATTEN_LIMIT})")
+        return spatial.flatten(field)
+
+    def _pool(self, node: tp.Node, x: Gaussian | Field) -> Field:
+        if not isinstance(x, Field):
+            raise _NoModelError("pooling of a flat input")
+        fn, name = node.grad_fn, _grad_name(node)
+        if name.startswith("MaxPool2DWithIndicesBackward"):
+            if _pair(fn._saved_dilation) != (1, 1) or fn._saved_ceil_mode:
+                raise _NoModelError("max pooling with dilation or ceil_mode")
+            return spatial.max_pool(x, _pair(fn._saved_kernel_size), _pair(fn._saved_stride),
+                                    _pair(fn._saved_padding), self.samples,
+                                    [self.seed, self._gi])
+        if name.startswith("AvgPool2DBackward"):
+            return spatial.avg_pool(x, _pair(fn._saved_kernel_size), _pair(fn._saved_stride),
+                                    _pair(fn._saved_padding))
+        # dims are saved unsigned: -1 as 2^64 - 1; a 4-D map averaged over (H, W) is global
+        dims = sorted((int(d) - (1 << 64) if int(d) >= 1 << 63 else int(d)) % 4
+                      for d in fn._saved_dim)
+        if name.startswith("MeanBackward") and dims == [2, 3]:
+            return spatial.global_avg_pool(x)
+        raise _NoModelError(f"{name} (of average pooling, only the global one is covered)")
+
+    def _input_state(self, inputs: list[tp.Node]) -> Gaussian | Field:
         if len(inputs) != 1:
             raise _NoModelError(f"an op with {len(inputs)} data inputs (e.g. a residual "
-                                "addition) is not covered")
+                                "addition)")
         return self._state(inputs[0])
 
     def _activate(self, pre: Gaussian, act: Activation) -> Gaussian:
@@ -203,15 +349,13 @@ class MomentPropagator:
 
     # -- per group -----------------------------------------------------------------------
     def _output_node(self, g: UnitGroup) -> tp.Node:
-        """The node whose output is the units' ``h`` as the consumers read it: the activation
-        after the producer (and its BatchNorm), or the producer / BatchNorm itself."""
+        """The node whose output is the units' ``h`` as the consumers read it: the last node
+        before the consumers that is not a view (an activation or pooling after the producer
+        and its BatchNorm, or the producer / BatchNorm itself)."""
         if g.coupled:
             raise _NoModelError("channels coupled through a residual addition")
-        if not isinstance(g.root, nn.Linear):
-            raise _NoModelError(f"{type(g.root).__name__} units (the moment model covers "
-                                "Linear layers)")
-        if any(cols.shape[1] != 1 for _, cols in _consumer_slices(self.graph, g)):
-            raise _NoModelError("a consumer reads several inputs per unit")
+        if not isinstance(g.root, nn.Linear | nn.Conv2d):
+            raise _NoModelError(f"{type(g.root).__name__} units")
         start = self.graph.module2node[_batchnorm_after(self.graph, g.root) or g.root]
         out, node = start, start
         consumers = {id(m) for m, _ in _consumer_slices(self.graph, g)}
@@ -223,20 +367,35 @@ class MomentPropagator:
             node = node.outputs[0]
             if id(node.module) in consumers:
                 return out
-            if activation_of(node) is not None and out is start:
+            if not _grad_name(node).startswith(_VIEWS):
                 out = node
-            elif not type(node.grad_fn).__name__.startswith(_VIEWS):
-                raise _NoModelError(f"{type(node.grad_fn).__name__} between the layer and "
-                                    "its consumer")
 
     def unit_moments(self, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:
-        """``(moments of h, "")`` for group ``g`` (its index ``gi`` seeds Monte Carlo), or
-        ``(None, why)`` where the moment model does not cover it."""
+        """``(moments of h, note)`` for group ``g`` (its index ``gi`` seeds Monte Carlo): the
+        channel-level moments for convolutional units; the note names a local prior if one was
+        used. ``(None, why)`` where the moment model does not cover the group."""
         self._gi = gi
+        self._notes = []
         try:
-            return self._state(self._output_node(g)), ""
+            state = self._state(self._output_node(g))
         except _NoModelError as exc:
             return None, str(exc)
+        if isinstance(state, Field):
+            state = state.channels
+        elif state.dim != g.n_units:  # a flattened map read by a Linear: its channels
+            raise AssertionError("unexpected flat state")  # pragma: no cover
+        return state, "; ".join(dict.fromkeys(self._notes))
+
+    def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
+        """The moments of group ``g``'s pre-activations (after its BatchNorm, if any; channel
+        level for convolutional units) when its producer reads the model input, so that they
+        come straight from the input prior; None for every other group. Call after
+        :meth:`unit_moments` (it reads the same cache)."""
+        if _data_inputs(self.graph.module2node[g.root]):
+            return None
+        start = self.graph.module2node[_batchnorm_after(self.graph, g.root) or g.root]
+        state = self._cache.get(id(start))
+        return state.channels if isinstance(state, Field) else state
 
     def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
         """Group ``g`` now keeps ``keep``: restrict its cached moments to those units and forget
@@ -248,8 +407,13 @@ class MomentPropagator:
             node = node.outputs[0]
             chain.append(node)
         for n in chain:
-            if id(n) in self._cache:
-                self._cache[id(n)] = self._cache[id(n)].take(keep)
+            state = self._cache.get(id(n))
+            if isinstance(state, Field):
+                self._cache[id(n)] = Field(state.channels.take(keep), state.rho, state.size)
+            elif isinstance(state, Gaussian):
+                per = state.dim // g.n_units  # flattened maps: every position of a kept unit
+                idx = (keep[:, None] * per + np.arange(per)[None, :]).reshape(-1)
+                self._cache[id(n)] = state.take(idx)
         stack = [self.graph.module2node[m] for m, _ in _consumer_slices(self.graph, g)]
         seen: set[int] = set()
         while stack:

@@ -31,8 +31,10 @@ from .budget import (
 )
 from .groups import PRODUCERS, UnitGroup, apply_change, build_graph, find_unit_groups, unit_set
 from .propagation import InputPrior, MomentPropagator
+from .synthesis import SampledMoments, batchnorm_matched_inputs
 
 ALLOCATIONS = ("uniform", "sensitivity")
+MOMENT_MODELS = ("analytic", "synthetic")
 # the method of ``prune`` and ``Pruner`` when none is named (see the README for why)
 DEFAULT_METHOD = "coreset"
 
@@ -151,10 +153,15 @@ class Pruner:
             independent Gaussians per input element (scalars, one per channel, or the input's
             shape; :class:`~coreprune.pruning.propagation.InputPrior`). Default ``(0, 1)``:
             inputs normalised the usual way. No data is read.
-        moment_method: how activation moments are computed: ``"auto"`` (closed form for ReLU,
-            leaky ReLU and linear layers, Monte Carlo otherwise), ``"closed"``,
+        moment_method: how the analytic model computes activation moments: ``"auto"`` (closed
+            form for ReLU, leaky ReLU and linear layers, Monte Carlo otherwise), ``"closed"``,
             ``"quadrature"`` or ``"montecarlo"`` (:func:`~coreprune.reconstruction.
             activation_moments`).
+        moment_model: ``"analytic"`` (Gaussian moments propagated from the input prior,
+            :mod:`~coreprune.pruning.propagation`) or ``"synthetic"`` (moments measured on
+            ``synthetic_inputs`` inputs optimised for ``synthetic_steps`` Adam steps to match
+            the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`; slower, and
+            better where the analytic model cannot follow the network, e.g. residual streams).
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -175,7 +182,8 @@ class Pruner:
                  device: str | torch.device | None = None, allocation: str = "uniform",
                  compensate: str | bool | Compensation | None = None,
                  input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
-                 **options: Any) -> None:
+                 moment_model: str = "analytic", synthetic_inputs: int = 128,
+                 synthetic_steps: int = 200, **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -214,6 +222,15 @@ class Pruner:
             raise InvalidArgumentError(f"moment_method must be one of {MOMENT_METHODS}, "
                                        f"got {moment_method!r}")
         self.moment_method = moment_method
+        if moment_model not in MOMENT_MODELS:
+            raise InvalidArgumentError(f"moment_model must be one of {MOMENT_MODELS}, "
+                                       f"got {moment_model!r}")
+        self.moment_model = moment_model
+        for name, v in (("synthetic_inputs", synthetic_inputs),
+                        ("synthetic_steps", synthetic_steps)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if "inputs" in name else 0):
+                raise InvalidArgumentError(f"{name} must be a positive integer, got {v!r}")
+        self.synthetic_inputs, self.synthetic_steps = synthetic_inputs, synthetic_steps
 
     @property
     def needs_moments(self) -> bool:
@@ -261,8 +278,17 @@ class Pruner:
         if self.needs_moments:  # a working copy pruned group by group, for the moment model
             live = copy.deepcopy(model)
             graph_live = build_graph(live, x)
-            propagator = MomentPropagator(graph_live, x, self.input_prior, self.moment_method,
-                                          seed=self.seed)
+            if self.moment_model == "synthetic":
+                inputs, rel = batchnorm_matched_inputs(
+                    work, x, self.input_prior, self.synthetic_inputs, self.synthetic_steps,
+                    seed=self.seed)
+                self.synthesis_loss_ = rel
+                propagator = SampledMoments(
+                    graph_live, inputs, f"{self.synthetic_inputs} synthetic inputs (BatchNorm "
+                    f"statistics matched to {rel:.3g} of the initial loss)")
+            else:
+                propagator = MomentPropagator(graph_live, x, self.input_prior,
+                                              self.moment_method, seed=self.seed)
             named_live = dict(live.named_modules())
         selections, changes, seconds = [], [], []
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
@@ -280,14 +306,16 @@ class Pruner:
                     g_live = _same_group(g, named_live)
                     moments, why = (propagator.unit_moments(g_live, gi) if g.foldable
                                     else (None, g.note))
-                    units = dataclasses.replace(units, moments=moments)
+                    pre = (propagator.prior_preactivation(g_live) if moments is not None
+                           else None)
+                    units = dataclasses.replace(units, moments=moments, prior_preactivation=pre)
                 rng = np.random.default_rng([self.seed, gi])
                 sel = self.method.select(units, k, rng)
                 reweight = (self.fold and g.foldable
                             and not np.allclose(sel.weights, 1.0, rtol=0, atol=0))
                 comp = self.compensation if g.foldable else NoCompensation()
                 change = comp.change(units, sel, reweight)
-                if propagator is not None and units.moments is None:
+                if propagator is not None and why:
                     change.info["moment_model"] = why
                 if propagator is not None:
                     propagator.pruned(g_live, change.fold.keep)
@@ -334,6 +362,7 @@ class Pruner:
                     "prune_coupled": self.prune_coupled, "allocation": self.allocation,
                     "compensate": self.compensate, "compensation": self.compensation.config(),
                     **({"input_prior": self.input_prior.config(),
+                        "moment_model": self.moment_model,
                         "moment_method": self.moment_method} if self.needs_moments else {})},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),

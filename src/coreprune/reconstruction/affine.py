@@ -103,8 +103,9 @@ def least_squares_fold(target: Gaussian | None, cross: np.ndarray | None, kept: 
         keep: (k,) indices of the kept units among the layer's n.
         ridge: ``lambda`` relative to the mean variance of the kept units (``lambda = ridge *
             trace(Cov(h_K)) / k``); keeps the solve stable when kept units are (nearly)
-            collinear. A kept unit that is a positive multiple or duplicate of another, or a
-            removed one of a kept one, is reconstructed to within a relative ``ridge``.
+            collinear. Negative eigenvalues of ``Cov(h_K)`` (approximate moments) count as 0.
+            A kept unit that is a positive multiple or duplicate of another, or a removed one
+            of a kept one, is reconstructed to within a relative ``ridge``.
 
     Returns:
         The :class:`Fold` ``(M, o)``: with ``cross=None`` its kept rows are the identity exactly
@@ -126,8 +127,13 @@ def least_squares_fold(target: Gaussian | None, cross: np.ndarray | None, kept: 
     if scale <= 0.0:  # every kept unit is constant: only the means can be matched
         mixing = np.zeros((n, keep.size))
     else:
-        reg = ckk + (max(ridge, 1e-12) * scale) * np.eye(keep.size)
-        mixing = cho_solve(cho_factor(reg, lower=True), cross.T).T
+        lam = max(ridge, 1e-12) * scale
+        try:
+            mixing = cho_solve(cho_factor(ckk + lam * np.eye(keep.size), lower=True), cross.T).T
+        except np.linalg.LinAlgError:  # moments that are not quite PSD (quadrature, rounding)
+            vals, vecs = np.linalg.eigh(ckk)
+            inv = vecs / (np.clip(vals, 0.0, None) + lam)
+            mixing = cross @ inv @ vecs.T
     if one_network:
         mixing[keep] = np.eye(keep.size)
     offset = target.mean - mixing @ kept.mean

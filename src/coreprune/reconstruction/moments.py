@@ -174,7 +174,9 @@ def _closed_form(pre: Gaussian, act: Activation) -> Gaussian:
 
 def _quadrature(pre: Gaussian, act: Activation, order: int) -> Gaussian:
     """Pairwise 2-D Gauss-Hermite: ``z1 = x_a``, ``z2 = rho x_a + r x_b`` (probabilists'
-    nodes), every pair of units (the diagonal with ``rho = 1``, i.e. 1-D quadrature)."""
+    nodes), every pair of units (the diagonal with ``rho = 1``, i.e. 1-D quadrature); the
+    covariance is projected onto the positive semi-definite matrices (eigenvalues clipped at
+    0)."""
     x, w = hermegauss(order)
     w = w / _SQRT_2PI
     mu = pre.mean
@@ -199,7 +201,9 @@ def _quadrature(pre: Gaussian, act: Activation, order: int) -> Gaussian:
     cov = second - np.outer(mean, mean)
     cov[~random, :] = 0.0
     cov[:, ~random] = 0.0
-    return Gaussian(mean, cov)
+    # each pair is integrated on its own nodes: the matrix can be slightly indefinite; clip
+    vals, vecs = np.linalg.eigh(0.5 * (cov + cov.T))
+    return Gaussian(mean, (vecs * np.clip(vals, 0.0, None)) @ vecs.T)
 
 
 def _monte_carlo(pre: Gaussian, act: Activation, samples: int, seed: int | list[int]) -> Gaussian:
