@@ -124,7 +124,7 @@ def _report_stats(pruner: Pruner) -> dict[str, Any]:
 
 # what a record keeps of the pruner's target and of each layer's report
 _SETTINGS = ("fold", "prune_coupled", "allocation", "compensate", "compensation", "input_prior",
-             "moment_model", "moment_method")
+             "moment_model", "moment_method", "synthesis")
 _LAYER_INFO = ("compensation", "predicted_error", "predicted_error_drop", "fold_growth", "guard",
                "variance_share", "guard_offset_dropped",
                "moment_model", "merged", "skipped", "fallback")

@@ -121,12 +121,13 @@ def test_unsupported_paths_fall_back_and_say_why():
     assert out(torch.randn(4, 6)).shape == (4, 3)
 
 
-def test_residual_cnn_blocks_use_a_local_prior_and_say_so():
+def test_residual_cnn_blocks_use_a_local_prior_or_synthetic_inputs_and_say_so():
     from coreprune.models import build_model
 
     net = build_model("resnet20", in_channels=1).eval()
-    p = Pruner("coreset", keep_ratio=0.5)
-    out = p.fit_transform(net, torch.randn(2, 1, 32, 32))
+    x = torch.randn(2, 1, 32, 32)
+    p = Pruner("coreset", keep_ratio=0.5, moment_model="analytic")
+    out = p.fit_transform(net, x)
     infos = {lr.name: lr.info for lr in p.report_.layers}
     assert all(i["compensation"] == "reconstruct" for i in infos.values())
     # the first block reads the stem's output (a chain); the others a residual sum
@@ -134,7 +135,46 @@ def test_residual_cnn_blocks_use_a_local_prior_and_say_so():
     assert all(i["moment_model"].startswith("local prior (input: the input passes through "
                                             "AddBackward0") for n, i in infos.items()
                if n != "layers.0.conv1")
-    assert out(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+    assert out(x).shape == (2, 10)
+    # auto: synthetic inputs for those blocks (a tiny synthesis here), within the budget
+    auto = Pruner("coreset", keep_ratio=0.5, synthetic_inputs=8, synthetic_steps=3)
+    auto.fit_transform(net, x)
+    infos = {lr.name: lr.info for lr in auto.report_.layers}
+    assert "moment_model" not in infos["layers.0.conv1"]
+    assert all(i["moment_model"].startswith("8 synthetic inputs") for n, i in infos.items()
+               if n != "layers.0.conv1")
+    assert auto.report_.target["synthesis"]["used"] is True
+    # over the budget: the local prior, and the record says why
+    tight = Pruner("coreset", keep_ratio=0.5, synthesis_budget=1e6)
+    tight.fit_transform(net, x)
+    assert tight.report_.target["synthesis"]["used"] is False
+    assert tight.report_.target["synthesis"]["flops"] > 1e6
+    assert tight.report_.layers[-1].info["moment_model"].startswith("local prior")
+
+
+def test_synthetic_inputs_match_the_batchnorm_statistics_and_are_seeded():
+    from coreprune.models import build_model
+    from coreprune.pruning.propagation import InputPrior
+    from coreprune.pruning.synthesis import batchnorm_matched_inputs
+
+    torch.manual_seed(0)
+    net = build_model("resnet20", in_channels=1)
+    for m in net.modules():  # running statistics of inputs from N(0.5, 2^2)
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        net.train()(0.5 + 2.0 * torch.randn(256, 1, 32, 32))
+    net.eval()
+    x = torch.randn(2, 1, 32, 32)
+    a, rel = batchnorm_matched_inputs(net, x, InputPrior(), n=32, steps=60, seed=1)
+    b, _ = batchnorm_matched_inputs(net, x, InputPrior(), n=32, steps=60, seed=1)
+    c, _ = batchnorm_matched_inputs(net, x, InputPrior(), n=32, steps=60, seed=2)
+    assert a.shape == (32, 1, 32, 32) and rel < 0.1
+    # started from N(0, 1): the inputs moved toward the distribution the statistics came from
+    assert 0.3 < a.mean() < 0.7 and 1.5 < a.std() < 2.5
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert all(p.requires_grad for p in net.parameters()) and not net.training
 
 
 def test_reconstruction_is_reproducible_and_seeded():
@@ -145,3 +185,57 @@ def test_reconstruction_is_reproducible_and_seeded():
     c = Pruner("greedy", keep_ratio=0.5, seed=4).fit_transform(model, x[:2])
     torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
     assert not torch.equal(a(x), c(x))  # Monte Carlo moments take the seed
+
+
+class _ConvNet(torch.nn.Module):
+    """conv(3->8) -> ReLU -> conv(8->6) -> ReLU -> pool -> linear; filters 5, 6, 7 of the first
+    conv are 2.5 x filter 0, a copy of filter 1 and zero."""
+
+    def __init__(self, batchnorm: bool):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, padding=1, bias=not batchnorm)
+        self.bn = nn.BatchNorm2d(8) if batchnorm else nn.Identity()
+        self.c2 = nn.Conv2d(8, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 4)
+        with torch.no_grad():
+            w = self.c1.weight
+            w[5], w[6], w[7] = 2.5 * w[0], w[1], 0.0
+            if not batchnorm:
+                b = self.c1.bias
+                b[5], b[6], b[7] = 2.5 * b[0], b[1], 0.0
+
+    def forward(self, x):
+        h = torch.relu(self.c2(torch.relu(self.bn(self.c1(x)))))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_conv_reconstruction_is_exact_for_removed_multiples_copies_and_zero_filters():
+    torch.manual_seed(0)
+    model = _ConvNet(batchnorm=False).eval()
+    x = torch.randn(16, 3, 12, 12)
+    p = Pruner(KeepFirst(), layer_ratios={"c1": 5 / 8}, compensate="reconstruct")
+    out = p.fit_transform(model, x[:2])
+    assert out.c1.out_channels == 5 and out.c2.in_channels == 5
+    assert p.report_.layers[0].info["predicted_error"] < 1e-7
+    # exact everywhere, borders included: the linear part maps padding zeros to zeros and
+    # there is no constant to fold
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
+    drop = Pruner(KeepFirst(), layer_ratios={"c1": 5 / 8}, compensate="none").fit_transform(
+        model, x[:2])
+    assert (drop(x) - model(x)).abs().max() > 1e-2
+
+
+def test_conv_reconstruction_with_batchnorm_beats_dropping_and_runs():
+    torch.manual_seed(1)
+    model = _ConvNet(batchnorm=True)
+    with torch.no_grad():  # BatchNorm statistics of N(0, 1) images, as training would leave
+        model.bn.momentum = None
+        model.train()(torch.randn(512, 3, 12, 12))
+    model.eval()
+    x = torch.randn(256, 3, 12, 12)
+    recon = Pruner(KeepFirst(), layer_ratios={"c1": 0.5}, compensate="reconstruct").fit_transform(
+        model, x[:2])
+    drop = Pruner(KeepFirst(), layer_ratios={"c1": 0.5}, compensate="none").fit_transform(
+        model, x[:2])
+    ref = model(x)
+    assert (recon(x) - ref).pow(2).mean() < 0.5 * (drop(x) - ref).pow(2).mean()

@@ -22,7 +22,7 @@ from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
 __all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_change",
-           "apply_selection", "activation_of", "unit_activation"]
+           "apply_selection", "activation_of", "unit_activation", "tap_coverage", "input_sizes"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -256,6 +256,19 @@ def unit_activation(graph: tp.DependencyGraph, g: UnitGroup) -> Activation | Non
     return acts.pop() if len(acts) == 1 else None
 
 
+def tap_coverage(conv: nn.Conv2d, input_size: tuple[int, int]) -> torch.Tensor:
+    """(kh, kw) fraction of ``conv``'s output positions at which each kernel tap reads inside
+    an input of ``input_size`` (the rest read zero padding): a constant added to the input
+    reaches the output through tap t only at that fraction of positions."""
+    fractions = []
+    for n, k, s, p, d in zip(input_size, conv.kernel_size, conv.stride, conv.padding,
+                             conv.dilation, strict=True):
+        out = (n + 2 * p - d * (k - 1) - 1) // s + 1
+        pos = torch.arange(out)[:, None] * s - p + torch.arange(k)[None, :] * d  # (out, k)
+        fractions.append(((pos >= 0) & (pos < n)).double().mean(0))
+    return fractions[0][:, None] * fractions[1][None, :]
+
+
 def _add_shift(consumer: nn.Module, norm: nn.Module | None, shift: torch.Tensor) -> None:
     """Add ``shift`` (out,) to ``consumer``'s output: into its bias, else into the running mean
     of the BatchNorm right after it, else into a new bias."""
@@ -268,21 +281,25 @@ def _add_shift(consumer: nn.Module, norm: nn.Module | None, shift: torch.Tensor)
             consumer.bias = nn.Parameter(shift.to(consumer.weight))
 
 
-def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange) -> None:
+def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange,
+                 input_sizes: dict[str, tuple[int, int]] | None = None) -> None:
     """Fold ``change`` into every consumer of ``g`` and remove every unit not in
     ``change.fold.keep`` from the producers, norms and consumers, in place.
 
     A consumer with weights ``W`` (unit i's input slice: every tap of its input columns) gets
-    ``W[:, kept j] = sum_i W[:, i] M[i, j]`` and its output ``+ sum_i sum(W[:, i]) o_i`` (into its
-    bias, the running mean of a BatchNorm right after it, or a new bias); with
-    ``change.renormalize`` the BatchNorm after it is renormalised as
-    :class:`~coreprune.compensation.ConsumerChange` states.
+    ``W[:, kept j] = sum_i W[:, i] M[i, j]`` and its output ``+ sum_i sum_t W[:, i, t] f_t o_i``
+    (into its bias, the running mean of a BatchNorm right after it, or a new bias), with
+    ``f_t`` the :func:`tap_coverage` of a zero-padded ``Conv2d`` whose input size
+    ``input_sizes`` gives (by module name; 1 for every tap otherwise): the constant is right on
+    average over the output positions. With ``change.renormalize`` the BatchNorm after it is
+    renormalised as :class:`~coreprune.compensation.ConsumerChange` states.
     """
     fold = change.fold
     if change.renormalize is not None or not fold.is_drop():
         mixing = torch.as_tensor(fold.mixing)
         offset = torch.as_tensor(fold.offset)
         scale = mixing.sum(dim=1)
+        names = {id(m): n for n, m in graph.model.named_modules()}
         with torch.no_grad():
             for m, cols in _consumer_slices(graph, g):
                 w = m.weight.detach().double()
@@ -297,7 +314,11 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
                     ratio = torch.where(full > 0, kept / torch.where(full > 0, full, 1.0), 1.0)
                     norm.running_var *= ratio.to(norm.running_var)
                 if torch.any(offset != 0):
-                    shift = torch.einsum("on...,n->o", taps, offset)
+                    weighted = taps
+                    size = (input_sizes or {}).get(names.get(id(m), ""))
+                    if isinstance(m, nn.Conv2d) and size is not None:
+                        weighted = taps * tap_coverage(m, size)  # (out, n, c, kh, kw)
+                    shift = torch.einsum("on...,n->o", weighted, offset)
                     _add_shift(m, norm, shift)
                 new = torch.einsum("on...,nk->ok...", taps, mixing)
                 flat = torch.as_tensor(cols[fold.keep].reshape(-1), device=m.weight.device)
@@ -318,3 +339,25 @@ def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selectio
     units = unit_set(graph, g)
     reweight = fold and g.foldable and not np.allclose(selection.weights, 1.0, rtol=0, atol=0)
     apply_change(graph, g, get_compensation(compensation).change(units, selection, reweight))
+
+
+def input_sizes(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, tuple[int, int]]:
+    """The spatial input size of every ``Conv2d`` of ``model`` on ``example_inputs`` (one
+    forward pass in eval mode; the sizes do not change when channels are pruned)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    sizes: dict[str, tuple[int, int]] = {}
+    def record(mod: nn.Module, args: tuple) -> None:
+        sizes.setdefault(names[id(mod)], tuple(args[0].shape[-2:]))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules()
+             if isinstance(m, nn.Conv2d)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_inputs[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return sizes

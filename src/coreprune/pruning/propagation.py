@@ -199,9 +199,12 @@ class MomentPropagator:
         shapes do not change when channels are pruned)."""
         if self._inputs is None:
             seen: dict[int, torch.Tensor] = {}
-            hooks = [m.register_forward_pre_hook(
-                lambda mod, args: seen.setdefault(id(mod), args[0].detach()))
-                for m in self.graph.model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+            def record(mod: nn.Module, args: tuple) -> None:
+                seen.setdefault(id(mod), args[0].detach())
+
+            hooks = [m.register_forward_pre_hook(record) for m in self.graph.model.modules()
+                     if isinstance(m, nn.Linear | nn.Conv2d)]
             model = self.graph.model
             was = model.training
             model.eval()
@@ -286,8 +289,10 @@ class MomentPropagator:
             x = self._input_state(inputs)
             g = m.weight.detach().cpu().double().numpy()
             beta = m.bias.detach().cpu().double().numpy()
-            out = (spatial.batchnorm(x, g, beta) if isinstance(x, Field)
-                   else spatial.batchnorm(Field(x, 0.0, (1, 1)), g, beta).channels)
+            rv = m.running_var.cpu().double().numpy()
+            field = x if isinstance(x, Field) else Field(x, 0.0, (1, 1))
+            out = spatial.batchnorm(field, g, beta, rv, m.eps)
+            out = out if isinstance(x, Field) else out.channels
         elif activation_of(node) is not None:
             x = self._input_state(inputs)
             act = activation_of(node)
@@ -324,9 +329,14 @@ class MomentPropagator:
         if name.startswith("MaxPool2DWithIndicesBackward"):
             if _pair(fn._saved_dilation) != (1, 1) or fn._saved_ceil_mode:
                 raise _NoModelError("max pooling with dilation or ceil_mode")
+            act, source = None, node.inputs[0] if len(node.inputs) == 1 else None
+            if source is not None and activation_of(source) is not None:
+                pre = self._input_state(_data_inputs(source))  # pool the activation exactly
+                if isinstance(pre, Field):
+                    x, act = pre, activation_of(source)
             return spatial.max_pool(x, _pair(fn._saved_kernel_size), _pair(fn._saved_stride),
                                     _pair(fn._saved_padding), self.samples,
-                                    [self.seed, self._gi])
+                                    [self.seed, self._gi], activation=act)
         if name.startswith("AvgPool2DBackward"):
             return spatial.avg_pool(x, _pair(fn._saved_kernel_size), _pair(fn._saved_stride),
                                     _pair(fn._saved_padding))

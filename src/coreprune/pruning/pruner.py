@@ -29,12 +29,20 @@ from .budget import (
     proportional_keep_counts,
     uniform_keep_counts,
 )
-from .groups import PRODUCERS, UnitGroup, apply_change, build_graph, find_unit_groups, unit_set
+from .groups import (
+    PRODUCERS,
+    UnitGroup,
+    apply_change,
+    build_graph,
+    find_unit_groups,
+    input_sizes,
+    unit_set,
+)
 from .propagation import InputPrior, MomentPropagator
-from .synthesis import SampledMoments, batchnorm_matched_inputs
+from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
 
 ALLOCATIONS = ("uniform", "sensitivity")
-MOMENT_MODELS = ("analytic", "synthetic")
+MOMENT_MODELS = ("auto", "analytic", "synthetic")
 # the method of ``prune`` and ``Pruner`` when none is named (see the README for why)
 DEFAULT_METHOD = "coreset"
 
@@ -158,10 +166,16 @@ class Pruner:
             ``"quadrature"`` or ``"montecarlo"`` (:func:`~coreprune.reconstruction.
             activation_moments`).
         moment_model: ``"analytic"`` (Gaussian moments propagated from the input prior,
-            :mod:`~coreprune.pruning.propagation`) or ``"synthetic"`` (moments measured on
+            :mod:`~coreprune.pruning.propagation`), ``"synthetic"`` (moments measured on
             ``synthetic_inputs`` inputs optimised for ``synthetic_steps`` Adam steps to match
-            the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`; slower, and
-            better where the analytic model cannot follow the network, e.g. residual streams).
+            the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`), or
+            ``"auto"`` (default): the analytic model wherever it follows the network, synthetic
+            inputs for the groups where it would use its local prior (after residual
+            additions), if the model has BatchNorm and the synthesis costs at most
+            ``synthesis_budget`` FLOPs (``3 x forward x inputs x steps``; 1e13 is a few minutes
+            on 2 CPU cores, seconds on a GPU), else the local prior. Measured on ResNet-56 at
+            50%: greedy + reconstruct 38.5 (local prior) vs 87.6 (synthetic); on VGG-16 the
+            analytic model is as good and much faster.
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -182,8 +196,9 @@ class Pruner:
                  device: str | torch.device | None = None, allocation: str = "uniform",
                  compensate: str | bool | Compensation | None = None,
                  input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
-                 moment_model: str = "analytic", synthetic_inputs: int = 128,
-                 synthetic_steps: int = 200, **options: Any) -> None:
+                 moment_model: str = "auto", synthetic_inputs: int = 64,
+                 synthetic_steps: int = 100, synthesis_budget: float = 1e13,
+                 **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -231,6 +246,9 @@ class Pruner:
             if isinstance(v, bool) or not isinstance(v, int) or v < (2 if "inputs" in name else 0):
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {v!r}")
         self.synthetic_inputs, self.synthetic_steps = synthetic_inputs, synthetic_steps
+        if not float(synthesis_budget) >= 0:
+            raise InvalidArgumentError(f"synthesis_budget must be >= 0, got {synthesis_budget!r}")
+        self.synthesis_budget = float(synthesis_budget)
 
     @property
     def needs_moments(self) -> bool:
@@ -241,6 +259,7 @@ class Pruner:
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
         """Choose the units of every group of ``model`` (which is not modified)."""
         check_model(model, self.device, example_inputs)
+        self.__dict__.pop("synthesis_", None)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
         work = copy.deepcopy(model)
         ignored = tuple(m2 for m1, m2 in zip(model.modules(), work.modules(), strict=True)
@@ -278,18 +297,17 @@ class Pruner:
         if self.needs_moments:  # a working copy pruned group by group, for the moment model
             live = copy.deepcopy(model)
             graph_live = build_graph(live, x)
+            analytic = MomentPropagator(graph_live, x, self.input_prior, self.moment_method,
+                                        seed=self.seed)
             if self.moment_model == "synthetic":
-                inputs, rel = batchnorm_matched_inputs(
-                    work, x, self.input_prior, self.synthetic_inputs, self.synthetic_steps,
-                    seed=self.seed)
-                self.synthesis_loss_ = rel
-                propagator = SampledMoments(
-                    graph_live, inputs, f"{self.synthetic_inputs} synthetic inputs (BatchNorm "
-                    f"statistics matched to {rel:.3g} of the initial loss)")
+                propagator = self._synthetic(work, x, graph_live)
+            elif self.moment_model == "auto":
+                propagator = AutoMoments(analytic, lambda: self._synthetic(
+                    work, x, graph_live, budget=True))
             else:
-                propagator = MomentPropagator(graph_live, x, self.input_prior,
-                                              self.moment_method, seed=self.seed)
+                propagator = analytic
             named_live = dict(live.named_modules())
+        sizes = input_sizes(work, x)
         selections, changes, seconds = [], [], []
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
                    disable=not self.progress)
@@ -319,7 +337,7 @@ class Pruner:
                     change.info["moment_model"] = why
                 if propagator is not None:
                     propagator.pruned(g_live, change.fold.keep)
-                    apply_change(graph_live, g_live, change)
+                    apply_change(graph_live, g_live, change, sizes)
             selections.append(sel)
             changes.append(change)
             seconds.append(time.perf_counter() - t0)
@@ -328,8 +346,31 @@ class Pruner:
         self.keep_counts_ = keep
         self.selections_: list[Selection] = selections
         self.changes_: list[ConsumerChange] = changes
+        self.input_sizes_ = sizes
         self.seconds_ = seconds
         return self
+
+    def _synthetic(self, model: nn.Module, x: torch.Tensor, graph,
+                   budget: bool = False) -> SampledMoments | None:
+        """Moments on BatchNorm-matched synthetic inputs (None when ``budget`` is asked and
+        their synthesis would cost more than ``synthesis_budget`` FLOPs, or the model has no
+        BatchNorm)."""
+        self.synthesis_ = {"inputs": self.synthetic_inputs, "steps": self.synthetic_steps}
+        if budget:
+            flops = synthesis_flops(model, x, self.synthetic_inputs, self.synthetic_steps)
+            self.synthesis_["flops"] = flops
+            has_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                           for m in model.modules())
+            if flops > self.synthesis_budget or not has_norm:
+                self.synthesis_["used"] = False
+                return None
+        inputs, rel = batchnorm_matched_inputs(model, x, self.input_prior,
+                                               self.synthetic_inputs, self.synthetic_steps,
+                                               seed=self.seed)
+        self.synthesis_.update({"used": True, "relative_loss": rel})
+        return SampledMoments(graph, inputs, f"{self.synthetic_inputs} synthetic inputs "
+                              f"(BatchNorm statistics matched to {rel:.3g} of the initial "
+                              "loss)")
 
     # -- applying ------------------------------------------------------------------------
     def transform(self, model: nn.Module) -> nn.Module:
@@ -349,7 +390,7 @@ class Pruner:
                 raise InvalidArgumentError(f"model has no layer {g.name!r}: transform needs the "
                                            "architecture fit saw")
             g_here = _same_group(g, named)
-            apply_change(graph, g_here, change)
+            apply_change(graph, g_here, change, self.input_sizes_)
             folded = bool(self.fold and g.foldable and not np.all(sel.weights == 1.0))
             info = {k: v for k, v in {**sel.info, **change.info}.items() if k != "identity"}
             applied = sel.weights if folded else np.ones(sel.indices.size)
@@ -363,7 +404,9 @@ class Pruner:
                     "compensate": self.compensate, "compensation": self.compensation.config(),
                     **({"input_prior": self.input_prior.config(),
                         "moment_model": self.moment_model,
-                        "moment_method": self.moment_method} if self.needs_moments else {})},
+                        "moment_method": self.moment_method,
+                        **({"synthesis": self.synthesis_} if hasattr(self, "synthesis_")
+                           else {})} if self.needs_moments else {})},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers)

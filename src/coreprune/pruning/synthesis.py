@@ -30,7 +30,7 @@ from ..reconstruction import Gaussian
 from .groups import NORMS, UnitGroup, _consumer_slices
 from .propagation import InputPrior
 
-__all__ = ["batchnorm_matched_inputs", "SampledMoments"]
+__all__ = ["batchnorm_matched_inputs", "SampledMoments", "AutoMoments", "synthesis_flops"]
 
 
 def _prior_samples(prior: InputPrior, example_inputs: torch.Tensor, n: int,
@@ -91,8 +91,10 @@ def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrio
     if not norms:
         return x, 0.0
     seen: list[tuple[nn.Module, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0])))
-             for m in norms]
+    def record(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        seen.append((mod, args[0]))
+
+    hooks = [m.register_forward_hook(record) for m in norms]
     was = model.training
     model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -139,8 +141,11 @@ class SampledMoments:
             return None, "channels coupled through a residual addition"
         consumer, cols = next(iter(_consumer_slices(self.graph, g)))
         seen: dict[str, torch.Tensor] = {}
-        hook = consumer.register_forward_pre_hook(
-            lambda mod, args: seen.setdefault("x", args[0].detach()))
+
+        def record(mod: nn.Module, args: tuple) -> None:
+            seen.setdefault("x", args[0].detach())
+
+        hook = consumer.register_forward_pre_hook(record)
         model = self.graph.model
         was = model.training
         model.eval()
@@ -168,3 +173,38 @@ class SampledMoments:
 
     def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
         """Nothing to forget: every group is measured on the model as it is."""
+
+
+def synthesis_flops(model: nn.Module, example_inputs: torch.Tensor, n: int, steps: int) -> float:
+    """The cost of :func:`batchnorm_matched_inputs`: ``3 x`` one input's forward FLOPs
+    (forward and backward) ``x n x steps``."""
+    from ..metrics import count_flops
+
+    return 3.0 * count_flops(model, example_inputs[:1]) * n * steps
+
+
+class AutoMoments:
+    """The analytic model (:class:`~coreprune.pruning.propagation.MomentPropagator`) for every
+    group it follows, and moments measured on BatchNorm-matched synthetic inputs for the groups
+    it would give a local prior, when ``synthesize()`` returns them (it is called once, at the
+    first such group; None: keep the local prior)."""
+
+    def __init__(self, analytic, synthesize) -> None:
+        self.analytic, self._synthesize = analytic, synthesize
+        self._sampled: SampledMoments | None | bool = False
+
+    def unit_moments(self, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:
+        h, note = self.analytic.unit_moments(g, gi)
+        if h is None or not note.startswith("local prior"):
+            return h, note
+        if self._sampled is False:
+            self._sampled = self._synthesize()
+        if self._sampled is None:
+            return h, note
+        return self._sampled.unit_moments(g, gi)
+
+    def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
+        return self.analytic.prior_preactivation(g)
+
+    def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
+        self.analytic.pruned(g, keep)

@@ -100,10 +100,17 @@ def conv2d(field: Field, weight: np.ndarray, bias: np.ndarray | None, stride: tu
     return Field(Gaussian(mean, cov), rho, size)
 
 
-def batchnorm(field: Field, weight: np.ndarray, bias: np.ndarray) -> Field:
-    """The field after BatchNorm with affine ``weight`` (gamma) and ``bias`` (beta): marginals
-    ``N(beta, gamma^2)`` exactly, correlations of the input times ``sign(gamma_c gamma_d)``."""
+def batchnorm(field: Field, weight: np.ndarray, bias: np.ndarray,
+              running_var: np.ndarray | None = None, eps: float = 0.0) -> Field:
+    """The field after BatchNorm with affine ``weight`` (gamma) and ``bias`` (beta): on the data
+    its running statistics were measured on, each channel has mean ``beta`` and variance
+    ``gamma^2 var / (var + eps)`` (``gamma^2`` unless the channel is nearly constant); those
+    marginals are taken as they are, the correlations are the input's times
+    ``sign(gamma_c gamma_d)``."""
     g = np.asarray(weight, dtype=np.float64)
+    if running_var is not None:
+        rv = np.asarray(running_var, dtype=np.float64)
+        g = g * np.sqrt(rv / (rv + eps))
     sd = field.channels.std
     safe = np.where(sd > 0, sd, 1.0)
     corr = field.channels.cov / np.outer(safe, safe)
@@ -131,9 +138,12 @@ def activate(field: Field, act: Activation, method: str = "auto", order: int = 2
 
 def max_pool(field: Field, kernel: tuple[int, int], stride: tuple[int, int],
              padding: tuple[int, int] = (0, 0), samples: int = 20_000,
-             seed: int | list[int] = 0) -> Field:
+             seed: int | list[int] = 0, activation: Activation | None = None) -> Field:
     """The field after max pooling: Monte Carlo over one window (channels x window positions
-    Gaussian with covariance ``S (x) R``), ``rho <- rho^stride``."""
+    Gaussian with covariance ``S (x) R``), ``rho <- rho^stride``. With ``activation``, ``field``
+    is the field *before* that activation and the pooled values are ``max`` over the window of
+    ``activation(x)`` (exact under the model; pooling a moment-matched Gaussian of a ReLU's
+    output instead overstates the mean by ~8%)."""
     c = field.channels
     lam, u = np.linalg.eigh(c.cov)
     keep = lam > 1e-12 * max(float(lam.max(initial=0.0)), 1e-300)
@@ -150,14 +160,17 @@ def max_pool(field: Field, kernel: tuple[int, int], stride: tuple[int, int],
         m = min(chunk, samples - start)
         z = rng.standard_normal((m, lc.shape[1], offsets.shape[0]))
         x = c.mean[None, :, None] + np.matmul(lc, z) @ lw.T  # (m, C, P)
-        h = x.max(axis=2)
+        h = (x if activation is None else activation(x)).max(axis=2)
         total += h.sum(0)
         outer += h.T @ h
     mean = total / samples
     size = tuple(_out_size(s, k, st, p, 1) for s, k, st, p in
                  zip(field.size, kernel, stride, padding, strict=True))
+    rho = field.rho
+    if activation is not None:  # the neighbour correlation after the activation
+        rho = activate(field, activation, "auto", samples=samples, seed=seed).rho
     return Field(Gaussian(mean, outer / samples - np.outer(mean, mean)),
-                 float(field.rho ** max(stride)), size)
+                 float(rho ** max(stride)), size)
 
 
 def _mean_window_correlation(rho: float, n: int) -> float:
