@@ -5,10 +5,11 @@ session has minutes of device time, not the hour that ``coreprune bench CONFIG``
 run after another. The same code makes every record; only the order and the parallelism differ:
 
 1. every config's model is trained (when its checkpoint is missing), all configs at once;
-2. every (config, method, seed) becomes one job, a copy of the config with that one method and
-   seed and its own records file; jobs run ``--workers`` at a time, seed 0 of every method
-   first, then seed 1, ..., and none starts after ``--deadline`` seconds (a job still running
-   at ``--deadline + --grace`` is stopped; its finished records are kept);
+2. every (config, method, seed, training seed) becomes one job, a copy of the config with that
+   one method and seed (and training seed) and its own records file; jobs run ``--workers`` at
+   a time, seed 0 of every method first, then seed 1, ..., and none starts after
+   ``--deadline`` seconds (a job still running at ``--deadline + --grace`` is stopped; its
+   finished records are kept);
 3. each config's job records are appended to the config's ``records`` file (records already
    there are kept and not redone), so ``coreprune bench CONFIG --no-run`` tabulates them and a
    later plain ``coreprune bench CONFIG`` finishes what the deadline left out.
@@ -51,11 +52,12 @@ def _env(threads: int) -> dict[str, str]:
 
 def _train(paths: list[str], data_root: str | None, env: dict[str, str], log) -> None:
     code = ("import sys; from coreprune.bench import load_config, load_bench_data, "
-            "trained_model; c = load_config(sys.argv[1]); "
-            "trained_model(c, load_bench_data(c, sys.argv[2] or None)[0])")
+            "trained_model; c = load_config(sys.argv[1]); tr = load_bench_data(c, sys.argv[2] "
+            "or None)[0]; [trained_model(c, tr, train_seed=s) for s in c.train_seeds or [None]]")
     procs = []
     for p in paths:
-        if load_config(p).checkpoint.exists():
+        cfg = load_config(p)
+        if all(cfg.checkpoint_for(s).exists() for s in cfg.train_seeds or [None]):
             continue
         log(f"training {p}")
         procs.append((p, subprocess.Popen([sys.executable, "-c", code, p, data_root or ""],
@@ -100,15 +102,18 @@ def main() -> None:
             if s not in cfg.seeds:
                 continue
             done = {record_key(r) for r in read_records(cfg.records)}
-            for m in cfg.methods:
-                if all(run_key(m, r, s) in done for r in cfg.params_removed):
-                    continue
-                job = work / f"{cfg.name}__{m}__{s}"
-                raw = {**raws[p], "methods": [m], "seeds": [s],
-                       "checkpoint": str(cfg.checkpoint.resolve()),
-                       "records": str(job.with_suffix(".jsonl"))}
-                job.with_suffix(".yaml").write_text(yaml.safe_dump(raw))
-                jobs.append((p, job.with_suffix(".yaml"), job.with_suffix(".jsonl")))
+            for ts in cfg.train_seeds or [None]:
+                for m in cfg.methods:
+                    if all(run_key(m, r, s, ts) in done for r in cfg.levels):
+                        continue
+                    job = work / f"{cfg.name}__{m}__{s}__{ts}"
+                    raw = {**raws[p], "methods": [m], "seeds": [s],
+                           "checkpoint": str(cfg.checkpoint.resolve()),
+                           "records": str(job.with_suffix(".jsonl"))}
+                    if ts is not None:
+                        raw["train_seeds"] = [ts]
+                    job.with_suffix(".yaml").write_text(yaml.safe_dump(raw))
+                    jobs.append((p, job.with_suffix(".yaml"), job.with_suffix(".jsonl")))
     log(f"{len(jobs)} jobs, {args.workers} at a time, none started after {args.deadline:.0f} s")
     cmd = [sys.executable, "-m", "coreprune", "bench"]
     running: list[tuple[subprocess.Popen, Path, float]] = []

@@ -156,17 +156,18 @@ def _record(method, pruned, finetuned, seed=0):
             "finetune": {"epochs": 1}}
 
 
-def test_verdict_names_baselines_above_the_coreset_apart_from_our_other_settings():
+def test_verdict_names_baselines_above_the_default_apart_from_our_other_settings():
     from coreprune.bench import results_markdown
 
-    recs = [_record("coreset", 40.0, 88.0), _record("coreset-scaled", 45.0, 88.1),
+    recs = [_record("greedy", 40.0, 88.0), _record("coreset+none", 45.0, 88.1),
             _record("l1", 30.0, 88.9)]
     text = results_markdown([("t", recs, "t.png")], "cmd")
-    assert ("coreset ≥ every data-independent baseline (other settings of ours above it: "
-            "coreset-scaled); after fine-tuning: 0.90 below the best (l1) — within 0.5: NO"
+    assert ("greedy ≥ every data-independent baseline (other settings of ours above it: "
+            "coreset+none); after fine-tuning: 0.90 below the best (l1) — within 0.5: NO"
             in text)
-    recs.append(_record("random", 41.0, 87.0))
-    assert "coreset BELOW random (other settings" in results_markdown([("t", recs, "t.png")], "c")
+    recs.append(_record("random+reconstruct", 41.0, 87.0))
+    assert "greedy BELOW random+reconstruct (other settings" in results_markdown(
+        [("t", recs, "t.png")], "c")
 
 
 def test_method_labels_choose_compensation_and_records_keep_label_and_setting(tmp_path):

@@ -59,7 +59,7 @@ def test_cli_verify(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--out",
                  str(tmp_path / "m.pt")]) == 0
     assert main(["prune", str(tmp_path / "m.pt"), "--ratio", "0.5", "--finetune-epochs", "0",
-                 "--out", str(tmp_path / "p.pt"), "--seed", "4"]) == 0
+                 "--method", "coreset", "--out", str(tmp_path / "p.pt"), "--seed", "4"]) == 0
     _, meta = io.load_with_metadata(tmp_path / "p.pt")
     rec = meta["pruned"]
     assert rec["seed"] == 4 and rec["settings"]["projection"] == 8
@@ -74,6 +74,10 @@ def test_cli_verify(tmp_path, capsys):
     layers = json.loads((tmp_path / "v.json").read_text())["layers"]
     # the default reconstructs: each layer's predicted error is reported, below dropping's
     assert all(0 <= c["predicted_error"] < c["predicted_error_drop"] for c in layers)
+    # the default (greedy selection) verifies too: the coreset bound of the units it kept
+    assert main(["prune", str(tmp_path / "m.pt"), "--ratio", "0.5", "--finetune-epochs", "0",
+                 "--out", str(tmp_path / "g.pt")]) == 0
+    assert main(["verify", str(tmp_path / "g.pt"), str(tmp_path / "m.pt"), "--steps", "5"]) == 0
     # the original passed as the pruned model: no record, one-line error
     assert main(["verify", str(tmp_path / "m.pt"), str(tmp_path / "m.pt")]) == 2
     assert "no pruning record" in capsys.readouterr().err

@@ -18,7 +18,14 @@ import torch
 import yaml
 
 from . import io
-from .bench import load_config, plot_records, read_records, results_markdown, run_bench
+from .bench import (
+    load_config,
+    method_options,
+    plot_records,
+    read_records,
+    results_markdown,
+    run_bench,
+)
 from .compensation import compensation_description, compensations
 from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
 from .errors import CorepruneError, InvalidArgumentError
@@ -28,6 +35,7 @@ from .metrics import count_flops, count_params, measure_latency
 from .models import MODELS, build_model_for_images
 from .pruning import default_example_inputs
 from .pruning.peers import PEERS
+from .pruning.pruner import DEFAULT_METHOD
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
 from .verify import verify_checkpoint_record
 
@@ -259,7 +267,9 @@ def _example_inputs(model: torch.nn.Module, dataset: str | None,
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Main job: train LeNet-300-100, prune 90% of its parameters with the coreset, fine-tune."""
+    """Main job: train LeNet-300-100, prune 90% of its parameters with the default (greedy
+    selection, least-squares reconstruction), the paper's coreset and the baselines; accuracy
+    before (no data) and after fine-tuning."""
     tr, te = load_dataset("fashion-mnist", args.data_root, fallback=True)
     dataset = "fashion-mnist" if tr.x.shape[-1] == 28 else "digits"
     torch.manual_seed(args.seed)
@@ -267,12 +277,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"training LeNet-300-100 on {dataset} ({len(tr)} images, {args.epochs} epochs)")
     train(model, tr, epochs=args.epochs, lr=1e-3, seed=args.seed)
     acc0 = evaluate(model, te)
-    rows = [("method", "params removed", "acc unpruned", "acc pruned", "acc fine-tuned")]
-    for method in args.methods.split(","):
+    rows = [("method", "params removed", "acc unpruned", "acc pruned (no data)",
+             "acc fine-tuned")]
+    for label in args.methods.split(","):
+        method, options = method_options(label)
         rec, _, _ = prune_and_evaluate(model, method, {"params_removed": args.ratio}, args.seed,
                                        tr, te, "lenet300", dataset,
-                                       finetune_epochs=args.finetune_epochs, acc_unpruned=acc0)
-        rows.append((method, f"{rec['params_removed']:.1%}", f"{acc0:.2f}",
+                                       finetune_epochs=args.finetune_epochs, acc_unpruned=acc0,
+                                       **options)
+        rows.append((label, f"{rec['params_removed']:.1%}", f"{acc0:.2f}",
                      f"{rec['acc_pruned']:.2f}", f"{rec['acc_finetuned']:.2f}"))
     print()
     _print_table(rows)
@@ -290,11 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", help="also write the results as JSON to this new file")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
-    p = sub.add_parser("demo", help="train LeNet-300-100 on Fashion-MNIST, prune 90%%, fine-tune")
+    p = sub.add_parser("demo", help="train LeNet-300-100 on Fashion-MNIST, prune 90%% of its "
+                       "parameters without data, then fine-tune")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
     p.add_argument("--ratio", type=float, default=0.9)
-    p.add_argument("--methods", default="coreset,mussay,l1,random")
+    p.add_argument("--methods", default="greedy,coreset,coreset+none,neuron-merging,mussay,l1,"
+                   "random", help="comma-separated method labels (METHOD or "
+                   "METHOD+COMPENSATION)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root")
     p.set_defaults(func=cmd_demo)
@@ -319,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prune", help="prune a checkpoint, evaluate, fine-tune, save")
     p.add_argument("checkpoint")
-    p.add_argument("--method", default="coreset", help=f"one of {', '.join(methods())}")
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"one of {', '.join(methods())} (default {DEFAULT_METHOD}: greedy "
+                        "selection with least-squares reconstruction)")
     p.add_argument("--ratio", type=float, help="fraction of parameters to remove (default 0.9)")
     p.add_argument("--flops-ratio", type=float, help="fraction of FLOPs to remove")
     p.add_argument("--keep-ratio", type=float, help="fraction of units every layer keeps")
@@ -328,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method option, e.g. --option projection=16")
     p.add_argument("--prune-coupled", action="store_true",
                    help="also prune channels coupled across residual additions")
-    p.add_argument("--allocation", choices=("uniform", "sensitivity"), default="uniform",
-                   help="split a global target over layers uniformly or by total sensitivity")
+    p.add_argument("--allocation", choices=("uniform", "sensitivity", "error"),
+                   default="uniform",
+                   help="split a global target over layers uniformly, by total sensitivity, or "
+                        "by the same predicted reconstruction error in every layer")
     p.add_argument("--compensate", choices=compensations(), metavar="NAME", default=None,
                    help="what the next layers absorb of the removed units (weights only, no "
                         f"data): one of {', '.join(compensations())}; default: the method's "

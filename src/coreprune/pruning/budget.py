@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch_pruning as tp
 from torch import nn
@@ -18,7 +19,7 @@ from ..errors import BudgetError
 from .groups import NORMS, PRODUCERS, UnitGroup, _full_group
 
 __all__ = ["CostModel", "build_cost_model", "uniform_keep_counts", "proportional_keep_counts",
-           "keep_counts_from_ratios"]
+           "error_budget_keep_counts", "keep_counts_from_ratios"]
 
 
 @dataclass
@@ -147,6 +148,43 @@ def proportional_keep_counts(cost: CostModel, target: float, shares: list[float]
         else:
             hi = mid
     return keep_at(lo)
+
+
+def error_budget_keep_counts(cost: CostModel, target: float, curves: list[np.ndarray],
+                             metric: str = "params") -> list[int]:
+    """Keep counts that give every group the same predicted error: ``k_g = min{k >= 1 :
+    curves[g][k] <= eps}`` for the smallest ``eps`` that removes at least ``target`` of
+    ``metric``.
+
+    ``curves[g]`` ((n_g + 1,), non-increasing, ``curves[g][n_g] = 0``) is group g's relative
+    predicted error with its first k units kept, e.g. the greedy selection's error curve divided
+    by its first value (:func:`coreprune.reconstruction.greedy_selection`).
+
+    Raises:
+        BudgetError: the target cannot be met even keeping one unit per group.
+    """
+    fn = cost.params if metric == "params" else cost.flops
+    full = fn(cost.n_units)
+    curves = [np.minimum.accumulate(np.asarray(c, dtype=np.float64)) for c in curves]
+
+    def keep_at(eps: float) -> list[int]:
+        return [int(max(1, np.argmax(c <= eps))) for c in curves]
+
+    def removed(eps: float) -> float:
+        return 1.0 - fn(keep_at(eps)) / full
+
+    if removed(np.inf) < target:
+        raise BudgetError(
+            f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
+            f"prunable layer removes only {removed(np.inf):.1%}")
+    lo, hi = 0.0, max(float(c[1]) for c in curves) + 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if removed(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return keep_at(hi)
 
 
 def keep_counts_from_ratios(groups: list[UnitGroup], ratios: dict[str, float] | float) -> list[int]:

@@ -21,10 +21,11 @@ from ..compensation import Compensation, ConsumerChange, NoCompensation, resolve
 from ..errors import InvalidArgumentError, InvalidWeightsError, UnsupportedModelError
 from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
-from ..reconstruction import MOMENT_METHODS, drop_fold
+from ..reconstruction import MOMENT_METHODS, drop_fold, greedy_selection, output_gram
 from ..validation import check_device
 from .budget import (
     build_cost_model,
+    error_budget_keep_counts,
     keep_counts_from_ratios,
     proportional_keep_counts,
     uniform_keep_counts,
@@ -41,10 +42,11 @@ from .groups import (
 from .propagation import InputPrior, MomentPropagator
 from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
 
-ALLOCATIONS = ("uniform", "sensitivity")
+ALLOCATIONS = ("uniform", "sensitivity", "error")
 MOMENT_MODELS = ("auto", "analytic", "synthetic")
-# the method of ``prune`` and ``Pruner`` when none is named (see the README for why)
-DEFAULT_METHOD = "coreset"
+# the method of ``prune`` and ``Pruner`` when none is named: greedy selection with least-squares
+# reconstruction, the most accurate data-free setting measured (docs/results.md)
+DEFAULT_METHOD = "greedy"
 
 __all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "check_model", "default_example_inputs"]
 
@@ -180,8 +182,11 @@ class Pruner:
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
         allocation: how a global target is split over layers: ``"uniform"`` (every group keeps
-            the same fraction) or ``"sensitivity"`` (keep counts proportional to each group's
-            total sensitivity under the default coreset, METHOD §2: the same eps per layer).
+            the same fraction), ``"sensitivity"`` (keep counts proportional to each group's
+            total sensitivity under the default coreset, METHOD §2: the same eps per layer) or
+            ``"error"`` (the same model-predicted relative reconstruction error in every layer:
+            each layer's greedy error curve under the moment model of the unpruned model,
+            :func:`~coreprune.pruning.budget.error_budget_keep_counts`).
         **options: passed to the method (e.g. ``projection=16``, ``selection="sample"``).
 
     After :meth:`fit`: ``groups_`` (the prunable groups), ``selections_`` (one per group) and
@@ -286,6 +291,9 @@ class Pruner:
             metric = "params" if self.target_kind == "params_removed" else "flops"
             if self.allocation == "uniform":
                 keep = uniform_keep_counts(cost, float(self.target_value), metric)
+            elif self.allocation == "error":
+                curves = self._error_curves(model, x, graph, groups)
+                keep = error_budget_keep_counts(cost, float(self.target_value), curves, metric)
             else:
                 sens = get_method("coreset")
                 if isinstance(self.method, CoresetImportance) and \
@@ -349,6 +357,33 @@ class Pruner:
         self.input_sizes_ = sizes
         self.seconds_ = seconds
         return self
+
+    def _error_curves(self, model: nn.Module, x: torch.Tensor, graph,
+                      groups: list[UnitGroup]) -> list[np.ndarray]:
+        """Each group's predicted relative error with its best k units kept and the rest
+        reconstructed, k = 0..n (greedy selection under the moment model of the unpruned
+        model); ``1 - k / n`` for a group without a moment model."""
+        work = copy.deepcopy(model)
+        g_work = build_graph(work, x)
+        named = dict(work.named_modules())
+        analytic = MomentPropagator(g_work, x, self.input_prior, self.moment_method,
+                                    seed=self.seed)
+        model_of = (AutoMoments(analytic, lambda: self._synthetic(work, x, g_work, budget=True))
+                    if self.moment_model == "auto" else
+                    self._synthetic(work, x, g_work) if self.moment_model == "synthetic"
+                    else analytic)
+        curves = []
+        for gi, g in enumerate(groups):
+            h = None
+            if g.foldable:
+                h, _ = model_of.unit_moments(_same_group(g, named), gi)
+            if h is None:
+                curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
+                continue
+            res = greedy_selection(g.n_units, output_gram(unit_set(graph, g).outgoing), h.cov)
+            total = res.errors[0]
+            curves.append(res.errors / total if total > 0 else np.zeros(g.n_units + 1))
+        return curves
 
     def _synthetic(self, model: nn.Module, x: torch.Tensor, graph,
                    budget: bool = False) -> SampledMoments | None:
@@ -431,7 +466,8 @@ def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
 
     Args:
         model: a trained ``nn.Module`` (MLP, CNN, ResNet, ...).
-        method: registered importance method (``coreprune.methods()``), default ``"coreset"``.
+        method: registered importance method (``coreprune.methods()``), default ``"greedy"``
+            (with least-squares reconstruction; ``"coreset"`` is the paper's coreset).
         params_removed: fraction of parameters to remove, in [0, 1). Pass ``None`` with
             ``flops_removed=``, ``keep_ratio=`` or ``layer_ratios=`` in ``options`` instead.
         seed: seed of every random choice; the same seed gives the same pruned model.
@@ -440,7 +476,7 @@ def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
 
     Example:
         >>> import coreprune
-        >>> small = coreprune.prune(model, method="coreset", params_removed=0.9, seed=0)
+        >>> small = coreprune.prune(model, params_removed=0.9, seed=0)
     """
     if any(k in options for k in ("flops_removed", "keep_ratio", "layer_ratios")):
         params_removed = None
