@@ -189,3 +189,29 @@ def test_method_labels_choose_compensation_and_records_keep_label_and_setting(tm
     got = {r["method"]: r["settings"]["compensate"] for r in run_bench(load_config(p))}
     assert got == {"coreset": "reconstruct", "coreset+nobn": "none", "l1": "none",
                    "l1+bn": "bn-mean", "l1+merge": "merge"}
+
+
+def test_committed_results_pages_match_their_records():
+    """docs/results.md and benchmarks/RESULTS.md are what the command at their top makes from
+    the committed records (the text rebuilt here; the plots are not redrawn)."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    from coreprune.bench import results_markdown
+
+    root = Path(__file__).parents[1]
+    for page in (root / "docs" / "results.md", root / "benchmarks" / "RESULTS.md"):
+        text = page.read_text()
+        command = text.splitlines()[4].strip()
+        args = shlex.split(command)
+        assert args[:2] == ["coreprune", "bench"] and "--no-run" in args
+        configs = [a for a in args[2:] if a.endswith(".yaml")]
+        title = args[args.index("--title") + 1] if "--title" in args else "Benchmark results"
+        sections = []
+        for c in configs:
+            cfg = load_config(root / c)
+            records = read_records(root / cfg.records)
+            png = os.path.relpath(root / cfg.records.with_suffix(".png"), page.parent)
+            sections.append((cfg.name, records, png if records else f"coreprune bench {c}"))
+        assert results_markdown(sections, command, title) == text, page

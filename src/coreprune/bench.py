@@ -511,12 +511,12 @@ def _verdict(rows: list[dict[str, Any]], target: float) -> str:
 
 
 def results_markdown(sections: list[tuple[str, list[dict[str, Any]], str]],
-                     command: str) -> str:
+                     command: str, title: str = "Benchmark results") -> str:
     """The Markdown of the results page: per section (title, records, PNG name) a table of
     mean ± sd over runs per method and level (accuracy before fine-tuning, its drop from the
     unpruned model, accuracy after fine-tuning) and a verdict line per level; a section
     without records says so (its third item is then the command to run)."""
-    lines = ["# Benchmark results", "",
+    lines = [f"# {title}", "",
              "Generated from the JSON records by", "", f"    {command}", "",
              "Accuracies are test top-1 in percent, mean ± population sd over runs (pruning "
              "seeds × trained models); `drop` is the unpruned model's accuracy minus the pruned "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,8 @@ def _prior(args: argparse.Namespace) -> dict[str, Any]:
         out["input_prior"] = (mean, std)
     if args.moment_method is not None:
         out["moment_method"] = args.moment_method
+    if args.moment_model is not None:
+        out["moment_model"] = args.moment_model
     return out
 
 
@@ -248,9 +251,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sections.append((cfg.name, records, png))
     if md is not None:
         command = " ".join(["coreprune bench", *args.config, "--no-run", "--results-md",
-                            args.results_md, "--overwrite"])
+                            args.results_md, "--overwrite",
+                            *(["--title", shlex.quote(args.title)] if args.title else [])])
         rel = [(t, r, os.path.relpath(png, md.parent) if r else png) for t, r, png in sections]
-        io.atomic_write_bytes(md, results_markdown(rel, command).encode(), args.overwrite)
+        text = results_markdown(rel, command, args.title or "Benchmark results")
+        io.atomic_write_bytes(md, text.encode(), args.overwrite)
         print(f"results table written to {md}")
     return 0
 
@@ -294,7 +299,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="coreprune", description=(
-        "Prune trained PyTorch networks with data-independent coresets."))
+        "Prune trained PyTorch networks without data: choose the neurons and filters to keep "
+        "from the weights, reconstruct what the removed ones contributed, return a smaller "
+        "plain PyTorch model."))
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -360,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-prior", nargs=2, type=float, metavar=("MEAN", "STD"),
                    help="the input model of the reconstruction: independent N(MEAN, STD^2) per "
                         "input element, in the model's input coordinates (default 0 1)")
+    p.add_argument("--moment-model", choices=("auto", "analytic", "synthetic"),
+                   help="the moment model of the reconstruction (default auto: analytic where it "
+                        "follows the network, inputs matched to the BatchNorm statistics behind "
+                        "residual additions)")
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
                         "ReLU and leaky ReLU, Monte Carlo otherwise)")
@@ -387,10 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-md", help="write the Markdown results table here")
     p.add_argument("--data-root")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --results-md")
+    p.add_argument("--title", help="the results page's title (default 'Benchmark results')")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("verify", help="measure each pruned layer's coreset error against its "
-                       "bound (METHOD §2); exit 1 if a bound is exceeded")
+                       "bound (docs/method.md §1); exit 1 if a bound is exceeded")
     p.add_argument("pruned", help="checkpoint written by `coreprune prune --out`")
     p.add_argument("original", help="the checkpoint it was pruned from")
     p.add_argument("--queries", type=int, default=256, help="random queries per layer")

@@ -25,7 +25,6 @@ to modules is :func:`coreprune.pruning.groups.apply_change`'s job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -35,6 +34,7 @@ from .errors import InvalidArgumentError
 from .importance import Selection, UnitSet
 from .reconstruction import Gaussian, activation_moments
 from .reconstruction.affine import Fold, drop_fold, fold_error, least_squares_fold, output_gram
+from .registry import Registry
 
 __all__ = ["ConsumerChange", "Compensation", "NoCompensation", "BatchNormMeanCompensation",
            "MergeCompensation", "LeastSquaresCompensation", "register_compensation",
@@ -81,7 +81,8 @@ def _kept(units: UnitSet, selection: Selection, reweight: bool) -> Fold:
 
 
 class NoCompensation(Compensation):
-    """Drop the removed units; fold a reweighting selection's weights (METHOD §3(e))."""
+    """Drop the removed units; fold a reweighting selection's weights (docs/method.md §1,
+    folding)."""
 
     name = "none"
 
@@ -316,45 +317,16 @@ class LeastSquaresCompensation(Compensation):
         return ConsumerChange(fold, None, info)
 
 
-_REGISTRY: dict[str, tuple[Callable[..., Compensation], str]] = {}
-
-
-def register_compensation(name: str, description: str
-                          ) -> Callable[[Callable[..., Compensation]], Callable[..., Compensation]]:
-    """Decorator registering a factory of :class:`Compensation` under ``name``."""
-
-    def deco(factory: Callable[..., Compensation]) -> Callable[..., Compensation]:
-        if name in _REGISTRY:
-            raise InvalidArgumentError(f"compensation {name!r} is registered already")
-        _REGISTRY[name] = (factory, description)
-        return factory
-
-    return deco
-
-
-def compensations() -> list[str]:
-    """Names of every registered compensation."""
-    return sorted(_REGISTRY)
-
-
-def compensation_description(name: str) -> str:
-    """One-line description of a registered compensation."""
-    return _REGISTRY[name][1]
+_COMPENSATIONS: Registry[Compensation] = Registry("compensation", Compensation)
+register_compensation = _COMPENSATIONS.register
+compensations = _COMPENSATIONS.names
+compensation_description = _COMPENSATIONS.description
 
 
 def get_compensation(name: str | Compensation, **options: Any) -> Compensation:
-    """Instantiate the compensation registered as ``name`` with ``options``."""
-    if isinstance(name, Compensation):
-        if options:
-            raise InvalidArgumentError("options cannot be given with a compensation instance")
-        return name
-    if name not in _REGISTRY:
-        raise InvalidArgumentError(f"unknown compensation {name!r}; registered: "
-                                   f"{', '.join(compensations())}")
-    try:
-        return _REGISTRY[name][0](**options)
-    except TypeError as exc:
-        raise InvalidArgumentError(f"bad options for compensation {name!r}: {exc}") from None
+    """Instantiate the compensation registered as ``name`` with ``options`` (an instance:
+    itself)."""
+    return _COMPENSATIONS.get(name, **options)
 
 
 def resolve_compensate(compensate: str | bool | Compensation | None, default: str

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from .errors import InvalidArgumentError
 from .geometry import peel_sensitivities, project_top_k, sample_distinct, top_k_subset
 from .reconstruction import Activation, Gaussian, greedy_selection, output_gram
+from .registry import Registry
 
 __all__ = [
     "UnitSet",
@@ -55,7 +55,8 @@ class BatchNormParams:
 
 @dataclass(frozen=True)
 class UnitSet:
-    """A layer's n prunable units as point sets (METHOD §1), with what is known of their outputs.
+    """A layer's n prunable units as point sets (docs/method.md, notation), with what is known
+    of their outputs.
 
     Attributes:
         incoming: (n, d) effective incoming weights p_i (BatchNorm folded in, bias appended).
@@ -138,45 +139,15 @@ class ImportanceMethod(ABC):
         return "none"
 
 
-_REGISTRY: dict[str, tuple[Callable[..., ImportanceMethod], str]] = {}
-
-
-def register_method(
-    name: str, description: str
-) -> Callable[[Callable[..., ImportanceMethod]], Callable[..., ImportanceMethod]]:
-    """Decorator registering a factory of :class:`ImportanceMethod` under ``name``."""
-
-    def deco(factory: Callable[..., ImportanceMethod]) -> Callable[..., ImportanceMethod]:
-        if name in _REGISTRY:
-            raise InvalidArgumentError(f"importance method {name!r} is registered already")
-        _REGISTRY[name] = (factory, description)
-        return factory
-
-    return deco
-
-
-def methods() -> list[str]:
-    """Names of every registered importance method."""
-    return sorted(_REGISTRY)
-
-
-def method_description(name: str) -> str:
-    """One-line description of a registered method."""
-    return _REGISTRY[name][1]
+_METHODS: Registry[ImportanceMethod] = Registry("method", ImportanceMethod)
+register_method = _METHODS.register
+methods = _METHODS.names
+method_description = _METHODS.description
 
 
 def get_method(name: str | ImportanceMethod, **options: Any) -> ImportanceMethod:
-    """Instantiate the method registered as ``name`` with ``options``."""
-    if isinstance(name, ImportanceMethod):
-        if options:
-            raise InvalidArgumentError("options cannot be given with a method instance")
-        return name
-    if name not in _REGISTRY:
-        raise InvalidArgumentError(f"unknown method {name!r}; registered: {', '.join(methods())}")
-    try:
-        return _REGISTRY[name][0](**options)
-    except TypeError as exc:
-        raise InvalidArgumentError(f"bad options for method {name!r}: {exc}") from None
+    """Instantiate the method registered as ``name`` with ``options`` (an instance: itself)."""
+    return _METHODS.get(name, **options)
 
 
 SCALINGS = ("outgoing", "outgoing_x_incoming_norm", "incoming_x_outgoing_norm", "residual")
@@ -187,19 +158,20 @@ class CoresetImportance(ImportanceMethod):
     """Tukan et al. 2022: sensitivity bounds by peeling ℓ∞-coresets (METHOD §3).
 
     Args:
-        scaling: the point set q_i of each unit: ``"outgoing"`` (v_i, METHOD §3(d); the
+        scaling: the point set q_i of each unit: ``"outgoing"`` (v_i, docs/method.md §1; the
             default: more accurate than ||p_i|| v_i before and after fine-tuning on our trained
             LeNet-300-100 and ResNet-56, mixed on VGG-16; see the README's Results),
             ``"outgoing_x_incoming_norm"`` (||p_i|| v_i; ||p_i|| bounds |phi(p_i.x)| per unit
-            input norm, METHOD §3(d)), ``"incoming_x_outgoing_norm"`` (||v_i|| p_i) or
+            input norm, docs/method.md §1, a layer), ``"incoming_x_outgoing_norm"`` (||v_i|| p_i) or
             ``"residual"`` (``sd(h_i | h_others) v_i``: each unit's contribution scaled by the
             part of its output the other units cannot reconstruct, under the moment model;
             ``v_i`` where the layer has none).
         projection: ``None`` (the whole span: theory-faithful), a positive int k, or ``"auto"``
-            (fewest top singular directions holding ``energy`` of the points' energy), METHOD §4.
+            (fewest top singular directions holding ``energy`` of the points' energy),
+            docs/method.md §1, a layer.
         energy: energy fraction for ``projection="auto"``.
         selection: ``"sample"`` (i.i.d. by sensitivity until k distinct, weights
-            ``count / (N p)``, METHOD §2) or ``"topk"`` (the k largest bounds, weight 1).
+            ``count / (N p)``, docs/method.md §1) or ``"topk"`` (the k largest bounds, weight 1).
         tol: Löwner ellipsoid tolerance.
         max_peels: cap on peels (the rest get the valid bound of the next peel).
     """
@@ -352,7 +324,8 @@ class GreedyImportance(ImportanceMethod):
 
 
 class MussayImportance(ImportanceMethod):
-    """Mussay et al., ICLR 2020 (METHOD §5): ``s_i ∝ max_j |v_ij| * ||p_i||`` (ReLU, phi(t)=t),
+    """Mussay et al., ICLR 2020 (docs/method.md §2): ``s_i ∝ max_j |v_ij| * ||p_i||`` (ReLU,
+    phi(t)=t),
     sampled i.i.d. until k distinct units are drawn, outgoing weights times
     ``count / (draws * prob)``."""
 

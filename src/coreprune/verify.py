@@ -1,28 +1,28 @@
-"""Check a pruned model's coreset against its original, layer by layer (METHOD §2).
+"""Check a pruned model's coreset against its original, layer by layer (docs/method.md §1).
 
 A pruned checkpoint written by coreprune records, for every pruned layer, the kept units and
-the weight folded into each. :func:`verify_layers` rebuilds each layer's point set
-``q_i`` of the setting it was pruned with (``v_i`` by default, ``||p_i|| v_i`` for
-``coreset-scaled`` and ``coreset-theory``; METHOD §3(d), the whole span, no projection) from
-the *original* model and
-measures the coreset's relative error
+the weight folded into each. :func:`verify_layers` rebuilds each layer's point set ``q_i`` of
+the setting it was pruned with (``v_i`` by default, ``||p_i|| v_i`` for ``coreset-scaled`` and
+``coreset-theory``; docs/method.md §1; the whole span, no projection) from the *original* model
+and measures the coreset's relative error
 
     err(y) = | sum_{i kept} w_i |q_i . y| - sum_i |q_i . y| | / sum_i |q_i . y|
 
 over random queries y and queries found by gradient ascent, beside
 
 * ``bound``: ``sum_i |w_i - 1| s_i`` with s_i the peeling sensitivity bounds of the full point
-  set (METHOD §3(c)); it holds for every y (see
+  set (docs/method.md §1, peeling); it holds for every y (see
   :func:`coreprune.geometry.approximation.sensitivity_error_bound`), whatever selected the units;
-* ``eps_sampling``: for sampled coresets, the eps of METHOD §2's sample size with the recorded
-  number of draws, total sensitivity t and rank r (O-constant taken as 1, delta = 0.1);
+* ``eps_sampling``: for sampled coresets, the eps of the sample size bound (docs/method.md §1)
+  with the recorded number of draws, total sensitivity t and rank r (O-constant taken as 1,
+  delta = 0.1);
 * ``predicted_error``: for layers compensated by least-squares reconstruction, the
   model-predicted relative error of the consumer's output after the fold, as recorded when the
   model was pruned (:func:`coreprune.reconstruction.fold_error`; a prediction under the input
   prior, not a bound), and ``predicted_error_drop``, the same for plain dropping.
 
-The query y plays the role of the next layer's weights and input (METHOD §1: z = sum_i
-phi(p_i.x) v_i, with |phi(p_i.x)| <= ||p_i|| for unit-norm x).
+The query y plays the role of the next layer's weights and input (docs/method.md, notation:
+z = sum_i phi(p_i.x) v_i, with |phi(p_i.x)| <= ||p_i|| for unit-norm x).
 """
 
 from __future__ import annotations

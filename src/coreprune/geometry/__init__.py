@@ -1,6 +1,6 @@
 """Geometry of coreset pruning on plain arrays (no ``nn.Module`` here).
 
-* :func:`loewner_ellipsoid` — MVEE with dual weights and containment certificate (METHOD §3a)
+* :func:`loewner_ellipsoid` — MVEE with dual weights and containment certificate (docs/method.md §1)
 * :func:`caratheodory_reduce`, :func:`fast_caratheodory_reduce` — Carathéodory (§3b)
 * :func:`linf_coreset` — ℓ∞-coreset with factor alpha (§3b)
 * :func:`peel_sensitivities` — sensitivity upper bounds by peeling (§3c)

@@ -1,4 +1,5 @@
-"""How well a weighted subset approximates a point set's sum, measured and bounded (METHOD §2).
+"""How well a weighted subset approximates a point set's sum, measured and bounded
+(docs/method.md §1).
 
 For points ``q_i`` (rows of an (n, d) array), f(q, y) = |q . y| and a weight ``w_i >= 0`` per
 point (0 for points left out), the relative error at a query y is

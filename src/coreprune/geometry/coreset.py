@@ -1,4 +1,4 @@
-"""ℓ∞-coresets and sensitivity upper bounds for f(q, y) = |q . y| (METHOD §2–§4).
+"""ℓ∞-coresets and sensitivity upper bounds for f(q, y) = |q . y| (docs/method.md §1).
 
 All functions take plain arrays: ``points`` is (n, d), one row per unit.
 """
@@ -46,7 +46,7 @@ class LinfCoreset:
 
 
 def linf_coreset(points: np.ndarray, tol: float = 1e-3, rtol: float = 1e-10) -> LinfCoreset:
-    """ℓ∞-coreset of METHOD §3(b): Löwner ellipsoid, semi-axes, Carathéodory.
+    """ℓ∞-coreset of docs/method.md §1, Carathéodory: Löwner ellipsoid, semi-axes, Carathéodory.
 
     Let u be the ellipsoid's dual weights, ``M = sum_i u_i q_i q_i^T = sum_k s_k e_k e_k^T``.
     The endpoint ``b_k = sqrt(s_k) e_k`` of the John ellipsoid ``{x^T M^{-1} x <= 1}`` equals
@@ -116,14 +116,15 @@ class PeelResult:
 
     @property
     def total(self) -> float:
-        """Total sensitivity t = sum of the upper bounds (drives the sample size, METHOD §2)."""
+        """Total sensitivity t = sum of the upper bounds (drives the sample size,
+        docs/method.md §1)."""
         return float(self.upper_bounds.sum())
 
 
 def peel_sensitivities(
     points: np.ndarray, tol: float = 1e-3, max_peels: int | None = None, rtol: float = 1e-10
 ) -> PeelResult:
-    """Sensitivity upper bounds by peeling ℓ∞-coresets (METHOD §3(c)).
+    """Sensitivity upper bounds by peeling ℓ∞-coresets (docs/method.md §1, peeling).
 
     ``Q_1 = Q``, ``S_t = linf_coreset(Q_t)``, ``Q_{t+1} = Q_t \\ S_t``. A point removed in peel
     t(i) meets, in every earlier peel t' < t(i), a point with ``|q.y| >= |q_i.y| / alpha_t'``;
@@ -177,7 +178,8 @@ def peel_sensitivities(
 def project_top_k(
     points: np.ndarray, k: int | str | None = "auto", energy: float = 0.9
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Project ``points`` (n, d) onto their top-k right singular directions (METHOD §4).
+    """Project ``points`` (n, d) onto their top-k right singular directions (docs/method.md §1,
+    a layer).
 
     Args:
         points: (n, d) array.

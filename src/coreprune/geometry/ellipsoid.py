@@ -8,7 +8,7 @@ started from a Kumar–Yıldırım-style core set (pivoted QR: r points that spa
 and run with Todd–Yıldırım away and drop steps, so that the support of ``u`` stays small.
 Each iteration costs O(n r) using rank-one (Sherman–Morrison) updates of M(u)^{-1}.
 
-Guarantee (METHOD §3(a)). For the *symmetric* ellipsoid of ±Q, with
+Guarantee (docs/method.md §1, Löwner ellipsoid). For the *symmetric* ellipsoid of ±Q, with
 ``kappa_i = q_i^T M(u)^{-1} q_i`` and the returned ``A = M(u)^{-1} / r``:
 
 * certificate: every point has ``q^T A q = kappa_i / r <= 1 + tol``;

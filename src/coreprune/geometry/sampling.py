@@ -1,5 +1,5 @@
 """Turning sensitivity (or any importance) scores into a weighted subset of units
-(METHOD §2, §3(e)).
+(docs/method.md §1).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def sample_distinct(
     probabilities: np.ndarray, k: int, rng: np.random.Generator, batch: int = 4096,
     max_draws: int = 10_000_000,
 ) -> WeightedSubset:
-    """Draw i.i.d. from ``probabilities`` until k distinct units are drawn (METHOD §2, §5).
+    """Draw i.i.d. from ``probabilities`` until k distinct units are drawn (docs/method.md §1-2).
 
     Each kept unit i gets the importance weight ``count_i / (N p_i)`` (N: total draws), so that
     ``sum_{i kept} w_i f(q_i) `` is an unbiased estimate of ``sum_i f(q_i)``.
@@ -107,7 +107,7 @@ def sample_distinct(
 
 
 def sample_size_bound(total_sensitivity: float, dim: int, eps: float, delta: float) -> float:
-    """Sample size ``N = (t / eps^2) (r log t + log 1/delta)`` of METHOD §2 (constant 1).
+    """Sample size ``N = (t / eps^2) (r log t + log 1/delta)`` of docs/method.md §1 (constant 1).
 
     The constant of the O(.) is not known; this is the bound's shape with constant 1.
     """

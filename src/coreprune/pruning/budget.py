@@ -8,6 +8,7 @@ total sensitivity) that meets the target.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,29 +119,41 @@ def proportional_keep_counts(cost: CostModel, target: float, shares: list[float]
     least ``target`` of ``metric``.
 
     ``shares = n_g`` is the uniform rule; ``shares = t_g``, each layer's total sensitivity, keeps
-    coresets of sizes proportional to t_g, the size METHOD §2 needs for the same eps in every
-    layer (``N = O(t / eps^2 ...)``).
+    coresets of sizes proportional to t_g, the size docs/method.md §1 needs for the same eps in
+    every layer (``N = O(t / eps^2 ...)``).
 
     Raises:
         BudgetError: the target cannot be met even keeping one unit per group.
     """
-    fn = cost.params if metric == "params" else cost.flops
-    full = fn(cost.n_units)
     shares = [max(float(s), 1e-12) for s in shares]
 
     def keep_at(c: float) -> list[int]:
         return [int(min(n, max(1, round(c * s)))) for n, s in zip(cost.n_units, shares,
                                                                   strict=True)]
 
-    def removed(c: float) -> float:
-        return 1.0 - fn(keep_at(c)) / full
+    hi = max(n / s for n, s in zip(cost.n_units, shares, strict=True))
+    return _most_kept(cost, target, metric, keep_at, 0.0, hi)
 
-    if removed(0.0) < target:
+
+def _most_kept(cost: CostModel, target: float, metric: str,
+               keep_at: Callable[[float], list[int]], lo: float, hi: float) -> list[int]:
+    """``keep_at(t)`` for the largest ``t`` in ``[lo, hi]`` whose keep counts remove at least
+    ``target`` of ``metric`` (``keep_at`` keeps more units as ``t`` grows; 60 bisection steps).
+
+    Raises:
+        BudgetError: even ``keep_at(lo)`` removes less than ``target``.
+    """
+    fn = cost.params if metric == "params" else cost.flops
+    full = fn(cost.n_units)
+
+    def removed(t: float) -> float:
+        return 1.0 - fn(keep_at(t)) / full
+
+    if removed(lo) < target:
         raise BudgetError(
             f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
-            f"prunable layer removes only {removed(0.0):.1%} (the rest is in layers coreprune "
+            f"prunable layer removes only {removed(lo):.1%} (the rest is in layers coreprune "
             f"does not prune)")
-    lo, hi = 0.0, max(n / s for n, s in zip(cost.n_units, shares, strict=True))
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if removed(mid) >= target:
@@ -163,28 +176,13 @@ def error_budget_keep_counts(cost: CostModel, target: float, curves: list[np.nda
     Raises:
         BudgetError: the target cannot be met even keeping one unit per group.
     """
-    fn = cost.params if metric == "params" else cost.flops
-    full = fn(cost.n_units)
     curves = [np.minimum.accumulate(np.asarray(c, dtype=np.float64)) for c in curves]
 
-    def keep_at(eps: float) -> list[int]:
-        return [int(max(1, np.argmax(c <= eps))) for c in curves]
+    def keep_at(minus_eps: float) -> list[int]:  # more units kept as eps shrinks
+        return [int(max(1, np.argmax(c <= -minus_eps))) for c in curves]
 
-    def removed(eps: float) -> float:
-        return 1.0 - fn(keep_at(eps)) / full
-
-    if removed(np.inf) < target:
-        raise BudgetError(
-            f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
-            f"prunable layer removes only {removed(np.inf):.1%}")
-    lo, hi = 0.0, max(float(c[1]) for c in curves) + 1.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if removed(mid) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return keep_at(hi)
+    lo = -(max(float(c[1]) for c in curves) + 1.0)  # eps above every curve: one unit each
+    return _most_kept(cost, target, metric, keep_at, lo, 0.0)
 
 
 def keep_counts_from_ratios(groups: list[UnitGroup], ratios: dict[str, float] | float) -> list[int]:

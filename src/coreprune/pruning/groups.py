@@ -1,4 +1,4 @@
-"""Map a model's prunable units to point sets and apply selections back (METHOD §1, §3(e)).
+"""Map a model's prunable units to point sets and apply selections back (docs/method.md §1).
 
 Structure comes from the model itself through Torch-Pruning's ``DependencyGraph``: each
 ``Conv``/``Linear`` output dimension defines a *group* of coupled pruning operations (its
@@ -22,7 +22,8 @@ from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
 __all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_change",
-           "apply_selection", "activation_of", "unit_activation", "tap_coverage", "input_sizes"]
+           "apply_selection", "activation_of", "unit_activation", "tap_coverage", "input_sizes",
+           "layer_inputs"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -341,23 +342,42 @@ def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selectio
     apply_change(graph, g, get_compensation(compensation).change(units, selection, reweight))
 
 
-def input_sizes(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, tuple[int, int]]:
-    """The spatial input size of every ``Conv2d`` of ``model`` on ``example_inputs`` (one
-    forward pass in eval mode; the sizes do not change when channels are pruned)."""
-    names = {id(m): n for n, m in model.named_modules()}
-    sizes: dict[str, tuple[int, int]] = {}
-    def record(mod: nn.Module, args: tuple) -> None:
-        sizes.setdefault(names[id(mod)], tuple(args[0].shape[-2:]))
+class _ReachedError(Exception):
+    """Internal: every layer asked for has been reached; the forward pass stops."""
 
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules()
-             if isinstance(m, nn.Conv2d)]
+
+def layer_inputs(model: nn.Module, example_inputs: torch.Tensor, modules: list[nn.Module],
+                 stop: bool = False) -> dict[int, torch.Tensor]:
+    """The (first) input each of ``modules`` reads when ``model`` runs on ``example_inputs``,
+    by ``id(module)``; eval mode and no gradients, the model's mode restored. With ``stop``,
+    the forward pass ends as soon as every one of ``modules`` has been reached."""
+    seen: dict[int, torch.Tensor] = {}
+    wanted = {id(m) for m in modules}
+
+    def record(mod: nn.Module, args: tuple) -> None:
+        seen.setdefault(id(mod), args[0].detach())
+        if stop and wanted <= seen.keys():
+            raise _ReachedError
+
+    hooks = [m.register_forward_pre_hook(record) for m in modules]
     was = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(example_inputs[:1])
+            model(example_inputs)
+    except _ReachedError:
+        pass
     finally:
         for h in hooks:
             h.remove()
         model.train(was)
-    return sizes
+    return seen
+
+
+def input_sizes(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, tuple[int, int]]:
+    """The spatial input size of every ``Conv2d`` of ``model`` on ``example_inputs`` (the sizes
+    do not change when channels are pruned)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return {names[k]: tuple(x.shape[-2:])
+            for k, x in layer_inputs(model, example_inputs[:1], convs).items()}

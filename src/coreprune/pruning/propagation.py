@@ -38,7 +38,14 @@ from torch import nn
 from ..errors import InvalidArgumentError
 from ..reconstruction import Activation, Gaussian, activation_moments, spatial
 from ..reconstruction.spatial import Field
-from .groups import NORMS, UnitGroup, _batchnorm_after, _consumer_slices, activation_of
+from .groups import (
+    NORMS,
+    UnitGroup,
+    _batchnorm_after,
+    _consumer_slices,
+    activation_of,
+    layer_inputs,
+)
 
 __all__ = ["InputPrior", "MomentPropagator", "FLATTEN_LIMIT"]
 
@@ -198,24 +205,9 @@ class MomentPropagator:
         """The input ``module`` sees on the example batch (one forward pass with hooks, once:
         shapes do not change when channels are pruned)."""
         if self._inputs is None:
-            seen: dict[int, torch.Tensor] = {}
-
-            def record(mod: nn.Module, args: tuple) -> None:
-                seen.setdefault(id(mod), args[0].detach())
-
-            hooks = [m.register_forward_pre_hook(record) for m in self.graph.model.modules()
-                     if isinstance(m, nn.Linear | nn.Conv2d)]
             model = self.graph.model
-            was = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    model(self._x)
-            finally:
-                for h in hooks:
-                    h.remove()
-                model.train(was)
-            self._inputs = seen
+            layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+            self._inputs = layer_inputs(model, self._x, layers)
         if id(module) not in self._inputs:
             raise _NoModelError(f"{type(module).__name__} is not called on the example inputs")
         return self._inputs[id(module)]

@@ -147,7 +147,8 @@ class Pruner:
         keep_ratio: fraction of units every group keeps, in (0, 1], instead of a global target.
         layer_ratios: ``{layer name: keep ratio}``; layers not named are kept whole.
         seed: seed of every random choice (sampling, random baseline).
-        fold: fold coreset weights into consumers (METHOD §3(e)); only matters for methods that
+        fold: fold coreset weights into consumers (docs/method.md §1, folding); only matters for
+            methods that
             reweight.
         prune_coupled: also prune channels coupled across residual additions.
         compensate: what the consumers absorb of the removed units (:mod:`coreprune.compensation`):
@@ -183,7 +184,8 @@ class Pruner:
         device: the device the model must be on (``None``: any single device).
         allocation: how a global target is split over layers: ``"uniform"`` (every group keeps
             the same fraction), ``"sensitivity"`` (keep counts proportional to each group's
-            total sensitivity under the default coreset, METHOD §2: the same eps per layer) or
+            total sensitivity under the default coreset, docs/method.md §1: the same eps per
+            layer) or
             ``"error"`` (the same model-predicted relative reconstruction error in every layer:
             each layer's greedy error curve under the moment model of the unpruned model,
             :func:`~coreprune.pruning.budget.error_budget_keep_counts`).

@@ -27,7 +27,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..reconstruction import Gaussian
-from .groups import NORMS, UnitGroup, _consumer_slices
+from .groups import NORMS, UnitGroup, _consumer_slices, layer_inputs
 from .propagation import InputPrior
 
 __all__ = ["batchnorm_matched_inputs", "SampledMoments", "AutoMoments", "synthesis_flops"]
@@ -140,22 +140,8 @@ class SampledMoments:
         if g.coupled:
             return None, "channels coupled through a residual addition"
         consumer, cols = next(iter(_consumer_slices(self.graph, g)))
-        seen: dict[str, torch.Tensor] = {}
-
-        def record(mod: nn.Module, args: tuple) -> None:
-            seen.setdefault("x", args[0].detach())
-
-        hook = consumer.register_forward_pre_hook(record)
-        model = self.graph.model
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(self.inputs)
-        finally:
-            hook.remove()
-            model.train(was)
-        a = seen["x"].double().cpu()
+        seen = layer_inputs(self.graph.model, self.inputs, [consumer], stop=True)
+        a = seen[id(consumer)].double().cpu()
         if a.dim() == 4:  # channels of a map: every position is a sample
             a = a[:, torch.as_tensor(cols[:, 0])].permute(0, 2, 3, 1).reshape(-1, g.n_units)
         elif cols.shape[1] == 1:

@@ -77,7 +77,7 @@ def _check_keep(keep: np.ndarray, n: int) -> np.ndarray:
 
 def drop_fold(n: int, keep: np.ndarray, weights: np.ndarray | None = None) -> Fold:
     """Dropping every unit not in ``keep``, the kept ones scaled by ``weights`` (default 1):
-    the fold of plain pruning and of a coreset's reweighting (METHOD §3(e))."""
+    the fold of plain pruning and of a coreset's reweighting (docs/method.md §1, folding)."""
     keep = _check_keep(keep, n)
     m = np.zeros((n, keep.size))
     m[keep, np.arange(keep.size)] = 1.0 if weights is None else np.asarray(weights, float)
