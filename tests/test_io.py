@@ -48,3 +48,58 @@ def test_shape_mismatch(tmp_path):
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not match"):
         coreprune.load(tmp_path / "mismatch.pt")
+
+
+class OwnNet(nn.Module):
+    """A model class of the user's own: not in the restricted loader's allowlist."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class Payload:
+    """Unpickling this would run code (touch a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_loading_runs_no_code_from_the_file_unless_trusted(tmp_path):
+    save(OwnNet(), tmp_path / "own.pt")
+    with pytest.raises(CheckpointError, match=r"OwnNet, which would run code from the file; if "
+                       r"you trust it, pass trusted=True \(--trust-pickle"):
+        coreprune.load(tmp_path / "own.pt")
+    assert isinstance(coreprune.load(tmp_path / "own.pt", trusted=True), OwnNet)
+    marker = tmp_path / "ran"
+    torch.save({"format": coreprune.io.FORMAT, "model": Payload(str(marker))},
+               tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="which would run code from the file"):
+        coreprune.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_zoo_and_torchvision_models_load_without_trusting(tmp_path):
+    import torchvision
+
+    from coreprune.models import build_model
+
+    for model in (build_model("resnet20"), build_model("mlp", hidden=[8], activation="gelu"),
+                  torchvision.models.resnet18(num_classes=3)):
+        save(model, tmp_path / "m.pt", {"n": 1}, overwrite=True)
+        assert type(coreprune.load(tmp_path / "m.pt")) is type(model)
+
+
+def test_cli_refuses_an_untrusted_class_in_one_line(tmp_path, capsys):
+    from coreprune.cli import main
+
+    save(OwnNet(), tmp_path / "own.pt", {"dataset": "digits"})
+    assert main(["eval", str(tmp_path / "own.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--trust-pickle" in err

@@ -53,7 +53,8 @@ def _out_path(value: str | None, overwrite: bool) -> Path | None:
 def _checkpoint_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, dict, str, Split,
                                                             Split]:
     """The checkpoint's model and metadata, and the dataset it names (or ``--dataset``)."""
-    model, meta = io.load_with_metadata(args.checkpoint, map_location=args.device or "cpu")
+    model, meta = io.load_with_metadata(args.checkpoint, map_location=args.device or "cpu",
+                                        trusted=args.trust_pickle)
     dataset = args.dataset or meta.get("dataset")
     if dataset is None:
         raise InvalidArgumentError("the checkpoint names no dataset: pass --dataset")
@@ -209,8 +210,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    pruned, pmeta = io.load_with_metadata(args.pruned)
-    original, ometa = io.load_with_metadata(args.original)
+    pruned, pmeta = io.load_with_metadata(args.pruned, trusted=args.trust_pickle)
+    original, ometa = io.load_with_metadata(args.original, trusted=args.trust_pickle)
     dataset = pmeta.get("dataset") or ometa.get("dataset")
     x = _example_inputs(original, dataset, args.data_root)
     checks = verify_checkpoint_record(pruned, pmeta.get("pruned"), original, x, seed=args.seed,
@@ -306,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", help="folder of the dataset files")
+        p.add_argument("--trust-pickle", action="store_true",
+                       help="load checkpoints with the full unpickler, which can run code from "
+                            "the file: only for files you trust (by default only torch.nn, "
+                            "torchvision and zoo module classes are built)")
         p.add_argument("--device", default=None, help="cpu or cuda (default: the model's)")
         p.add_argument("--json", help="also write the results as JSON to this new file")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

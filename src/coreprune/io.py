@@ -3,12 +3,22 @@
 A coreprune checkpoint is a ``torch.save`` file holding ``{"format", "model", "state_dict",
 "arch", "metadata"}``: ``model`` is the pickled module (its pruned shapes included), so
 :func:`load` gives it back without rebuilding the architecture.
+
+Loading runs no code from the file unless the caller says it is trusted: by default the file is
+read by PyTorch's restricted unpickler (``weights_only=True``), which builds tensors, plain
+containers and numbers, and here also the module classes of ``torch.nn``, torchvision and
+coreprune's zoo (their ``__setstate__`` only restores attributes). A checkpoint that needs any
+other class (a model class of one's own, or a payload) is refused with a message naming it;
+``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in full.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pickle
+import pkgutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,32 +106,84 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
     p = check_output_path(path, overwrite)
     meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
             **(metadata or {})}
+    # plain Python values only (numpy scalars would need the full unpickler to load)
+    meta = json.loads(json.dumps(meta, default=float))
     payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),
                "arch": getattr(model, "arch", None), "metadata": meta}
     _atomic(p, lambda f: torch.save(payload, f))
     return p
 
 
-def load_with_metadata(path: str | os.PathLike,
-                       map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+_SAFE_CLASSES: list[type] | None = None
+
+
+def _package_modules(package_name: str) -> list:
+    """A package and its direct submodules (those that import)."""
+    package = importlib.import_module(package_name)
+    out = [package]
+    for sub in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        try:
+            out.append(importlib.import_module(f"{package_name}.{sub.name}"))
+        except ImportError:  # pragma: no cover - an optional dependency of a submodule
+            continue
+    return out
+
+
+def _safe_module_classes() -> list[type]:
+    """Every ``nn.Module`` class of ``torch.nn``, torchvision's models and ops, and coreprune's
+    zoo: what the restricted loader may build."""
+    global _SAFE_CLASSES
+    if _SAFE_CLASSES is None:
+        found: dict[str, type] = {}
+        for package in ("torch.nn.modules", "torchvision.models", "torchvision.ops",
+                        "coreprune.models"):
+            for module in _package_modules(package):
+                for obj in vars(module).values():
+                    if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
+                        found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+        _SAFE_CLASSES = list(found.values())
+    return _SAFE_CLASSES
+
+
+def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                       trusted: bool = False) -> tuple[nn.Module, dict]:
     """Load a checkpoint written by :func:`save`: ``(model, metadata)``.
 
-    The file is unpickled (``weights_only=False``): load only checkpoints you trust.
+    Args:
+        path: the checkpoint.
+        map_location: where tensors go.
+        trusted: unpickle in full (the file may then run code); by default only tensors,
+            containers, numbers and the module classes of ``torch.nn``, torchvision and the zoo
+            are built (module docstring).
 
     Raises:
-        CheckpointError: missing file, not a torch file, not a coreprune checkpoint, or a
-            state dict that does not match the stored module.
+        CheckpointError: missing file, not a torch file, a class the restricted loader does
+            not build (named, with what to do), not a coreprune checkpoint, or a state dict that
+            does not match the stored module.
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        payload = torch.load(p, map_location=map_location, weights_only=False)
+        if trusted:
+            payload = torch.load(p, map_location=map_location, weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_safe_module_classes()):
+                payload = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        marker = "Unsupported global: GLOBAL "
+        culprit = str(exc).split(marker, 1)[1].split()[0] if marker in str(exc) else first[:120]
+        raise CheckpointError(
+            f"{p}: loading needs {culprit}, which would run code from the file; if you trust "
+            "it, pass trusted=True (--trust-pickle on the command line)") from None
     except Exception as exc:  # torch raises many types for corrupt files
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r})")
+        raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r}; "
+                              "one written by `coreprune train`, `coreprune prune --out` or "
+                              "coreprune.save)")
     model = payload["model"]
     if not isinstance(model, nn.Module):
         raise CheckpointError(f"{p}: checkpoint holds no model")
@@ -133,6 +195,8 @@ def load_with_metadata(path: str | os.PathLike,
     return model, dict(payload.get("metadata") or {})
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Load a model saved by :func:`save`, with its (pruned) shapes."""
-    return load_with_metadata(path, map_location)[0]
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+         trusted: bool = False) -> nn.Module:
+    """Load a model saved by :func:`save`, with its (pruned) shapes; ``trusted`` as in
+    :func:`load_with_metadata`."""
+    return load_with_metadata(path, map_location, trusted)[0]
