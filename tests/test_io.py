@@ -103,3 +103,11 @@ def test_cli_refuses_an_untrusted_class_in_one_line(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "own.pt")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--trust-pickle" in err
+
+
+def test_checkpoints_of_earlier_versions_with_a_torch_version_object_load(tmp_path):
+    model = nn.Linear(2, 2)
+    payload = {"format": coreprune.io.FORMAT, "model": model, "state_dict": model.state_dict(),
+               "arch": None, "metadata": {"torch_version": torch.__version__}}
+    torch.save(payload, tmp_path / "old.pt")  # 0.3 saved torch.__version__ as it is
+    assert load_with_metadata(tmp_path / "old.pt")[1]["torch_version"] == torch.__version__

@@ -53,11 +53,15 @@ class ConsumerChange:
             i's input slice, ``s_i``: row i's total weight in ``M``): the variance the removed
             units took away, units and kernel taps taken as independent.
         info: numbers for the report (the compensation applied, predicted errors, ...).
+        per_consumer: consumer name -> its own fold (same kept units), for consumers that read
+            different states of the units (channels coupled across residual additions); the
+            others use ``fold``.
     """
 
     fold: Fold
     renormalize: np.ndarray | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    per_consumer: dict[str, Fold] | None = None
 
 
 class Compensation(ABC):
@@ -282,16 +286,35 @@ class LeastSquaresCompensation(Compensation):
                 "min_variance_share": self.min_variance_share}
 
     def change(self, units: UnitSet, selection: Selection, reweight: bool) -> ConsumerChange:
+        if units.consumer_moments:
+            return self._per_consumer(units, selection)
         h = units.moments
         if h is None:
             fallback = BatchNormMeanCompensation().change(units, selection, reweight)
             return replace(fallback, info={
                 **fallback.info, "compensation": f"{fallback.info['compensation']} (fallback: "
                 "no moment model for this layer)"})
-        keep = selection.indices
+        fold, info = self._fold(h, units.outgoing, selection.indices)
+        pre = units.prior_preactivation
+        if pre is not None:
+            weight = np.diag(output_gram(units.outgoing))
+            second = float(weight @ (np.diag(pre.cov) + pre.mean**2))
+            share = float(weight @ np.diag(pre.cov)) / second if second > 0 else 1.0
+            info["variance_share"] = share
+            if share < self.min_variance_share and np.any(fold.offset):
+                fold = replace(fold, offset=np.zeros(units.n))
+                info["guard_offset_dropped"] = share
+        gram = output_gram(units.outgoing)
+        info["predicted_error"] = fold_error(h, gram, fold)
+        info["predicted_error_drop"] = fold_error(h, gram, drop_fold(units.n, selection.indices))
+        return ConsumerChange(fold, None, info)
+
+    def _fold(self, h: Gaussian, outgoing: np.ndarray, keep: np.ndarray
+              ) -> tuple[Fold, dict[str, Any]]:
+        """The least-squares fold of moments ``h`` and the first guard rule."""
         fold = least_squares_fold(h, None, h.take(keep), keep, ridge=self.ridge)
-        removed = np.setdiff1d(np.arange(units.n), keep)
-        v_r = units.outgoing[removed]
+        removed = np.setdiff1d(np.arange(h.dim), keep)
+        v_r = outgoing[removed]
         base = float(np.linalg.norm(v_r))
         growth = float(np.linalg.norm(fold.mixing[removed].T @ v_r)) / base if base > 0 else 0.0
         info: dict[str, Any] = {"compensation": "reconstruct", "fold_growth": growth}
@@ -302,19 +325,25 @@ class LeastSquaresCompensation(Compensation):
             offset[removed] *= shrink
             fold = replace(fold, mixing=mixing, offset=offset)
             info["guard"] = shrink
-        gram = output_gram(units.outgoing)
-        pre = units.prior_preactivation
-        if pre is not None:
-            weight = np.diag(gram)
-            second = float(weight @ (np.diag(pre.cov) + pre.mean**2))
-            share = float(weight @ np.diag(pre.cov)) / second if second > 0 else 1.0
-            info["variance_share"] = share
-            if share < self.min_variance_share and np.any(fold.offset):
-                fold = replace(fold, offset=np.zeros(units.n))
-                info["guard_offset_dropped"] = share
-        info["predicted_error"] = fold_error(h, gram, fold)
-        info["predicted_error_drop"] = fold_error(h, gram, drop_fold(units.n, keep))
-        return ConsumerChange(fold, None, info)
+        return fold, info
+
+    def _per_consumer(self, units: UnitSet, selection: Selection) -> ConsumerChange:
+        """One fold per consumer from the moments of what it reads (coupled channels); the
+        report gives the folds' largest growth and the mean predicted errors."""
+        keep = selection.indices
+        folds, growth, errors, drops = {}, [], [], []
+        for name, h in units.consumer_moments.items():
+            v = units.outgoing[:, units.consumer_columns[name]]
+            fold, info = self._fold(h, v, keep)
+            folds[name] = fold
+            growth.append(info["fold_growth"])
+            gram = output_gram(v)
+            errors.append(fold_error(h, gram, fold))
+            drops.append(fold_error(h, gram, drop_fold(units.n, keep)))
+        info = {"compensation": "reconstruct (per consumer)", "fold_growth": max(growth),
+                "predicted_error": float(np.mean(errors)),
+                "predicted_error_drop": float(np.mean(drops))}
+        return ConsumerChange(drop_fold(units.n, keep), None, info, folds)
 
 
 _COMPENSATIONS: Registry[Compensation] = Registry("compensation", Compensation)

@@ -73,6 +73,10 @@ class UnitSet:
         prior_preactivation: the same for the units' pre-activations (after their BatchNorm)
             when the layer reads the model input, so that they come straight from the input
             prior (analytic model); None elsewhere.
+        consumer_columns: consumer name -> the columns of ``outgoing`` that hold its weights.
+        consumer_moments: consumer name -> the units' moments as that consumer reads them,
+            where consumers read different states of the units (channels coupled across
+            residual additions); None elsewhere.
     """
 
     incoming: np.ndarray
@@ -84,6 +88,8 @@ class UnitSet:
     activation: Activation | None = None
     moments: Gaussian | None = None
     prior_preactivation: Gaussian | None = None
+    consumer_columns: dict[str, slice] | None = None
+    consumer_moments: dict[str, Gaussian] | None = None
 
     @property
     def n(self) -> int:

@@ -131,7 +131,7 @@ def _package_modules(package_name: str) -> list:
 
 def _safe_module_classes() -> list[type]:
     """Every ``nn.Module`` class of ``torch.nn``, torchvision's models and ops, and coreprune's
-    zoo: what the restricted loader may build."""
+    zoo, and ``TorchVersion`` (a ``str``): what the restricted loader may build."""
     global _SAFE_CLASSES
     if _SAFE_CLASSES is None:
         found: dict[str, type] = {}
@@ -141,6 +141,8 @@ def _safe_module_classes() -> list[type]:
                 for obj in vars(module).values():
                     if isinstance(obj, type) and issubclass(obj, torch.nn.Module):
                         found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+        # checkpoints record torch.__version__, a str subclass
+        found["torch.torch_version.TorchVersion"] = torch.torch_version.TorchVersion
         _SAFE_CLASSES = list(found.values())
     return _SAFE_CLASSES
 

@@ -239,3 +239,43 @@ def test_conv_reconstruction_with_batchnorm_beats_dropping_and_runs():
         model, x[:2])
     ref = model(x)
     assert (recon(x) - ref).pow(2).mean() < 0.5 * (drop(x) - ref).pow(2).mean()
+
+
+class _ResidualNet(torch.nn.Module):
+    """stem conv(1->4) -> ReLU -> s; s + conv(ReLU(conv(s))) -> ReLU -> mean -> linear: the
+    four stream channels are coupled across the addition; stream channel 3 is a copy of
+    channel 0 in every state (its stem and block filters copy channel 0's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.c1 = nn.Conv2d(4, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            for conv in (self.stem, self.c2):
+                conv.weight[3], conv.bias[3] = conv.weight[0], conv.bias[0]
+
+    def forward(self, x):
+        s = torch.relu(self.stem(x))
+        s = torch.relu(s + self.c2(torch.relu(self.c1(s))))
+        return self.fc(s.mean((2, 3)))
+
+
+def test_coupled_residual_channels_are_reconstructed_per_consumer():
+    torch.manual_seed(0)
+    model = _ResidualNet().eval()
+    x = torch.randn(16, 1, 10, 10)
+    options = {"prune_coupled": True, "layer_ratios": {"stem": 0.75},
+               "moment_model": "synthetic", "synthetic_inputs": 8, "synthetic_steps": 2}
+    p = Pruner(KeepFirst(), compensate="reconstruct", **options)
+    out = p.fit_transform(model, x[:2])
+    assert out.stem.out_channels == out.c2.out_channels == out.c1.in_channels == 3
+    assert out.fc.in_features == 3
+    info = p.report_.layers[0].info
+    assert info["compensation"] == "reconstruct (per consumer)"
+    assert info["predicted_error"] < 1e-7 < info["predicted_error_drop"]
+    # the removed channel is a copy of a kept one in every state its consumers read: exact
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
+    drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
+    assert (drop(x) - model(x)).abs().max() > 1e-2

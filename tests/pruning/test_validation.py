@@ -109,3 +109,17 @@ def test_all_zero_layer_prunes_without_nan():
         out = prune(m, method=method, keep_ratio=0.5)
         assert out[0].out_features == 5
         assert all(torch.isfinite(p).all() for p in out.parameters())
+
+
+def test_errors_from_inside_dependencies_become_one_coreprune_error():
+    import torchvision
+
+    from coreprune.errors import UnsupportedModelError
+
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).eval()
+    with pytest.raises(UnsupportedModelError, match=r"ShuffleNetV2: tracing the model failed "
+                       r"\(ZeroDivisionError: .*\); coreprune cannot prune this model as it is: "
+                       r"pass the modules involved in ignored_layers") as info:
+        Pruner("coreset", params_removed=0.3).fit(model, torch.randn(1, 3, 64, 64))
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert "\n" not in str(info.value)

@@ -180,15 +180,19 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
             b = (b - mean) * scale + bn_b
             w = w * scale[:, None]
         incoming.append(torch.cat([w, b[:, None]], dim=1))
-    outgoing = []
+    outgoing, columns, start = [], {}, 0
+    names = {id(m): n for n, m in graph.model.named_modules()}
     for m, cols in _consumer_slices(graph, g):
         w = m.weight.detach().cpu().double()
         sl = w[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
         outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
+        columns[names[id(m)]] = slice(start, start + outgoing[-1].shape[1])
+        start += outgoing[-1].shape[1]
     return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
                    torch.cat(filters, 1).numpy(), g.name, bias=raw_bias,
                    batchnorm=None if g.coupled else norm,
-                   activation=None if g.coupled else unit_activation(graph, g))
+                   activation=None if g.coupled else unit_activation(graph, g),
+                   consumer_columns=columns)
 
 
 # autograd nodes a unit's activation may pass between its producer and a consumer: views, and
@@ -292,17 +296,22 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
     (into its bias, the running mean of a BatchNorm right after it, or a new bias), with
     ``f_t`` the :func:`tap_coverage` of a zero-padded ``Conv2d`` whose input size
     ``input_sizes`` gives (by module name; 1 for every tap otherwise): the constant is right on
-    average over the output positions. With ``change.renormalize`` the BatchNorm after it is
-    renormalised as :class:`~coreprune.compensation.ConsumerChange` states.
+    average over the output positions. A consumer named in ``change.per_consumer`` gets its
+    own fold. With ``change.renormalize`` the BatchNorm after it is renormalised as
+    :class:`~coreprune.compensation.ConsumerChange` states.
     """
-    fold = change.fold
-    if change.renormalize is not None or not fold.is_drop():
-        mixing = torch.as_tensor(fold.mixing)
-        offset = torch.as_tensor(fold.offset)
-        scale = mixing.sum(dim=1)
-        names = {id(m): n for n, m in graph.model.named_modules()}
+    names = {id(m): n for n, m in graph.model.named_modules()}
+    folds = change.per_consumer or {}
+    if (change.renormalize is not None or not change.fold.is_drop()
+            or not all(f.is_drop() for f in folds.values())):
         with torch.no_grad():
             for m, cols in _consumer_slices(graph, g):
+                fold = folds.get(names[id(m)], change.fold)
+                if change.renormalize is None and fold.is_drop():
+                    continue
+                mixing = torch.as_tensor(fold.mixing)
+                offset = torch.as_tensor(fold.offset)
+                scale = mixing.sum(dim=1)
                 w = m.weight.detach().double()
                 c = cols.shape[1]
                 taps = w[:, torch.as_tensor(cols.reshape(-1))].reshape(
@@ -324,7 +333,7 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
                 new = torch.einsum("on...,nk->ok...", taps, mixing)
                 flat = torch.as_tensor(cols[fold.keep].reshape(-1), device=m.weight.device)
                 m.weight[:, flat] = new.reshape(w.shape[0], -1, *w.shape[2:]).to(m.weight)
-    remove = np.setdiff1d(np.arange(g.n_units), fold.keep)
+    remove = np.setdiff1d(np.arange(g.n_units), change.fold.keep)
     if remove.size:
         pruner = graph.get_pruner_of_module(g.root)
         graph.get_pruning_group(g.root, pruner.prune_out_channels, remove.tolist()).prune()

@@ -388,6 +388,10 @@ class MomentPropagator:
             raise AssertionError("unexpected flat state")  # pragma: no cover
         return state, "; ".join(dict.fromkeys(self._notes))
 
+    def consumer_moments(self, g: UnitGroup) -> None:
+        """Not given: the analytic model does not follow residual additions."""
+        return None
+
     def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
         """The moments of group ``g``'s pre-activations (after its BatchNorm, if any; channel
         level for convolutional units) when its producer reads the model input, so that they

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -18,7 +19,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..compensation import Compensation, ConsumerChange, NoCompensation, resolve_compensate
-from ..errors import InvalidArgumentError, InvalidWeightsError, UnsupportedModelError
+from ..errors import (
+    CorepruneError,
+    InvalidArgumentError,
+    InvalidWeightsError,
+    UnsupportedModelError,
+)
 from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
 from ..reconstruction import MOMENT_METHODS, drop_fold, greedy_selection, output_gram
@@ -264,14 +270,26 @@ class Pruner:
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
-        """Choose the units of every group of ``model`` (which is not modified)."""
+        """Choose the units of every group of ``model`` (which is not modified).
+
+        Raises:
+            CorepruneError: bad input, or (:class:`UnsupportedModelError`) anything that fails
+                inside tracing, the geometry or the surgery, with the stage and layer named.
+        """
         check_model(model, self.device, example_inputs)
         self.__dict__.pop("synthesis_", None)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
+        stage = ["tracing the model"]
+        with _public_boundary(model, stage):
+            self._fit(model, x, stage)
+        return self
+
+    def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
         work = copy.deepcopy(model)
         ignored = tuple(m2 for m1, m2 in zip(model.modules(), work.modules(), strict=True)
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
+        stage[0] = "finding the prunable layers"
         groups = find_unit_groups(graph, self.prune_coupled, ignored)
         if not groups:
             raise UnsupportedModelError(
@@ -322,6 +340,7 @@ class Pruner:
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
                    disable=not self.progress)
         for gi, (g, k) in enumerate(bar):
+            stage[0] = f"layer {g.name!r}"
             t0 = time.perf_counter()
             if k >= g.n_units:
                 sel = Selection(np.arange(g.n_units), np.ones(g.n_units), np.ones(g.n_units),
@@ -330,18 +349,23 @@ class Pruner:
             else:
                 units = unit_set(graph, g)
                 g_live = None
+                per_consumer = None
                 if propagator is not None:
                     g_live = _same_group(g, named_live)
                     moments, why = (propagator.unit_moments(g_live, gi) if g.foldable
                                     else (None, g.note))
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
-                    units = dataclasses.replace(units, moments=moments, prior_preactivation=pre)
+                    if g.coupled and self.compensation.needs_moments:
+                        per_consumer = propagator.consumer_moments(g_live)
+                    units = dataclasses.replace(units, moments=moments, prior_preactivation=pre,
+                                                consumer_moments=per_consumer)
                 rng = np.random.default_rng([self.seed, gi])
                 sel = self.method.select(units, k, rng)
                 reweight = (self.fold and g.foldable
                             and not np.allclose(sel.weights, 1.0, rtol=0, atol=0))
-                comp = self.compensation if g.foldable else NoCompensation()
+                # coupled channels: only a fold per consumer (the identity paths cannot take one)
+                comp = self.compensation if g.foldable or per_consumer else NoCompensation()
                 change = comp.change(units, sel, reweight)
                 if propagator is not None and why:
                     change.info["moment_model"] = why
@@ -358,7 +382,6 @@ class Pruner:
         self.changes_: list[ConsumerChange] = changes
         self.input_sizes_ = sizes
         self.seconds_ = seconds
-        return self
 
     def _error_curves(self, model: nn.Module, x: torch.Tensor, graph,
                       groups: list[UnitGroup]) -> list[np.ndarray]:
@@ -414,8 +437,13 @@ class Pruner:
         """A pruned copy of ``model`` (the fitted model's architecture); ``model`` is untouched."""
         if not hasattr(self, "selections_"):
             raise InvalidArgumentError("call fit(model) before transform(model)")
-        t0 = time.perf_counter()
         check_model(model, self.device)
+        stage = ["tracing the model"]
+        with _public_boundary(model, stage):
+            return self._transform(model, stage)
+
+    def _transform(self, model: nn.Module, stage: list[str]) -> nn.Module:
+        t0 = time.perf_counter()
         x = self.example_inputs_
         pruned = copy.deepcopy(model)
         graph = build_graph(pruned, x)
@@ -426,6 +454,7 @@ class Pruner:
             if g.name not in named:
                 raise InvalidArgumentError(f"model has no layer {g.name!r}: transform needs the "
                                            "architecture fit saw")
+            stage[0] = f"layer {g.name!r}"
             g_here = _same_group(g, named)
             apply_change(graph, g_here, change, self.input_sizes_)
             folded = bool(self.fold and g.foldable and not np.all(sel.weights == 1.0))
@@ -453,6 +482,24 @@ class Pruner:
                       example_inputs: torch.Tensor | None = None) -> nn.Module:
         """``fit(model, example_inputs).transform(model)``."""
         return self.fit(model, example_inputs).transform(model)
+
+
+@contextlib.contextmanager
+def _public_boundary(model: nn.Module, stage: list[str]):
+    """Re-raise anything that is not a :class:`CorepruneError` (an error inside Torch-Pruning,
+    tracing, the geometry or torch) as one :class:`UnsupportedModelError` line naming the model,
+    the stage (``stage[0]``, updated by the caller) and what to do; the original is the
+    cause."""
+    try:
+        yield
+    except CorepruneError:
+        raise
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: {stage[0]} failed ({type(exc).__name__}: {first}); "
+            "coreprune cannot prune this model as it is: pass the modules involved in "
+            "ignored_layers to leave them whole, or report the model") from exc
 
 
 def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:

@@ -128,6 +128,23 @@ def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrio
     return x.detach(), (last / first if first > 0 else 0.0)
 
 
+def _channel_moments(x: torch.Tensor, cols: np.ndarray, n: int) -> Gaussian:
+    """The moments of ``n`` units in a consumer's input ``x`` (columns ``cols``, (n, c)): a
+    map's channels (every position a sample), or a flat input's features (a flattened map's
+    positions as samples)."""
+    a = x.double().cpu()
+    if a.dim() == 4:
+        a = a[:, torch.as_tensor(cols[:, 0])].permute(0, 2, 3, 1).reshape(-1, n)
+    elif cols.shape[1] == 1:
+        a = a.reshape(a.shape[0], -1)[:, torch.as_tensor(cols[:, 0])]
+    else:
+        a = a.reshape(a.shape[0], -1)[:, torch.as_tensor(cols.reshape(-1))]
+        a = a.reshape(a.shape[0], n, -1).permute(0, 2, 1).reshape(-1, n)
+    h = a.numpy()
+    mean = h.mean(0)
+    return Gaussian(mean, (h - mean).T @ (h - mean) / h.shape[0])
+
+
 class SampledMoments:
     """Each group's channel moments measured on ``inputs`` pushed through ``graph``'s model as
     it is now (the same interface as :class:`~coreprune.pruning.propagation.MomentPropagator`).
@@ -141,17 +158,16 @@ class SampledMoments:
             return None, "channels coupled through a residual addition"
         consumer, cols = next(iter(_consumer_slices(self.graph, g)))
         seen = layer_inputs(self.graph.model, self.inputs, [consumer], stop=True)
-        a = seen[id(consumer)].double().cpu()
-        if a.dim() == 4:  # channels of a map: every position is a sample
-            a = a[:, torch.as_tensor(cols[:, 0])].permute(0, 2, 3, 1).reshape(-1, g.n_units)
-        elif cols.shape[1] == 1:
-            a = a.reshape(a.shape[0], -1)[:, torch.as_tensor(cols[:, 0])]
-        else:  # a flattened map read by a Linear: each unit's positions are samples
-            a = a.reshape(a.shape[0], -1)[:, torch.as_tensor(cols.reshape(-1))]
-            a = a.reshape(a.shape[0], g.n_units, -1).permute(0, 2, 1).reshape(-1, g.n_units)
-        h = a.numpy()
-        mean = h.mean(0)
-        return Gaussian(mean, (h - mean).T @ (h - mean) / h.shape[0]), self.note
+        return _channel_moments(seen[id(consumer)], cols, g.n_units), self.note
+
+    def consumer_moments(self, g: UnitGroup) -> dict[str, Gaussian]:
+        """The units' moments as each consumer reads them (consumer name -> moments): for
+        channels coupled across residual additions every consumer reads another state."""
+        slices = list(_consumer_slices(self.graph, g))
+        seen = layer_inputs(self.graph.model, self.inputs, [m for m, _ in slices], stop=True)
+        names = {id(m): n for n, m in self.graph.model.named_modules()}
+        return {names[id(m)]: _channel_moments(seen[id(m)], cols, g.n_units)
+                for m, cols in slices if id(m) in seen}
 
     def prior_preactivation(self, g: UnitGroup) -> None:
         """Not given (the guard that reads it concerns the analytic model's prior)."""
@@ -191,6 +207,12 @@ class AutoMoments:
 
     def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
         return self.analytic.prior_preactivation(g)
+
+    def consumer_moments(self, g: UnitGroup) -> dict[str, Gaussian] | None:
+        """Per-consumer moments on the synthetic inputs (None without them)."""
+        if self._sampled is False:
+            self._sampled = self._synthesize()
+        return None if self._sampled is None else self._sampled.consumer_moments(g)
 
     def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
         self.analytic.pruned(g, keep)
