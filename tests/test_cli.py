@@ -39,7 +39,9 @@ def test_errors_are_one_line_and_exit_2(trained, capsys):
     d, ckpt = trained
     assert main(["prune", str(ckpt), "--ratio", "1.5"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("coreprune: error:") and "params_removed" in err
+    assert err == "coreprune: error: --ratio must lie in [0, 1), got 1.5\n"
+    assert main(["prune", str(ckpt), "--keep-ratio", "0"]) == 2
+    assert "--keep-ratio must lie in (0, 1], got 0" in capsys.readouterr().err
     assert err.count("\n") == 1
     assert main(["prune", str(ckpt), "--out", str(ckpt)]) == 2
     assert "exists" in capsys.readouterr().err
@@ -74,3 +76,92 @@ def test_methods_lists_registry(capsys):
     out = capsys.readouterr().out
     for name in ("coreset", "coreset-theory", "mussay", "l1", "l2", "random"):
         assert name in out
+
+
+class _OwnNet(torch.nn.Module):
+    """A model class of the user's own (the restricted loader does not build it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                        torch.nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_prune_any_model_file_without_data(tmp_path, capsys):
+    """A torchvision state_dict with --model, a whole pickled module (own class: only with
+    --trust-pickle), a plain nn.Sequential module: pruned with --input-shape and no dataset,
+    parameters / FLOPs / latency reported, the output loads without running code."""
+    import torchvision
+
+    import coreprune
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5)
+    torch.save(net.state_dict(), tmp_path / "r18_state.pt")
+    out = tmp_path / "small.pt"
+    assert main(["prune", str(tmp_path / "r18_state.pt"), "--model", "resnet18", "--input-shape",
+                 "1,3,64,64", "--ratio", "0.3", "--out", str(out), "--json",
+                 str(tmp_path / "r.json")]) == 0
+    text = capsys.readouterr().out
+    assert "params" in text and "flops" in text and "latency_ms" in text
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["dataset"] is None and rec["params_removed"] >= 0.3
+    small = coreprune.load(out)  # restricted loader: no code from the file
+    assert isinstance(small, torchvision.models.ResNet)
+    assert coreprune.metrics.count_params(small) == rec["after"]["params"]
+    assert small(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+    # a state_dict without --model, or with the wrong one: one line each
+    assert main(["prune", str(tmp_path / "r18_state.pt"), "--input-shape", "1,3,64,64"]) == 2
+    assert "pass --model NAME" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "r18_state.pt"), "--model", "resnet34",
+                 "--input-shape", "1,3,64,64"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit model 'resnet34'" in err
+    # a whole module of the user's own class: refused, then pruned with --trust-pickle
+    torch.save(_OwnNet(), tmp_path / "own.pt")
+    assert main(["prune", str(tmp_path / "own.pt"), "--input-shape", "1,3,16,16"]) == 2
+    assert "--trust-pickle" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "own.pt"), "--input-shape", "1,3,16,16",
+                 "--keep-ratio", "0.5", "--trust-pickle", "--json",
+                 str(tmp_path / "own.json")]) == 0
+    assert json.loads((tmp_path / "own.json").read_text())["after"]["params"] < \
+        json.loads((tmp_path / "own.json").read_text())["before"]["params"]
+    # no input shape to trace with, a bad one, an input the model cannot take
+    seq = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    torch.save(seq, tmp_path / "seq.pt")
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 2))
+    torch.save(conv, tmp_path / "conv.pt")
+    assert main(["prune", str(tmp_path / "conv.pt")]) == 2
+    assert "pass --input-shape" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "seq.pt"), "--input-shape", "1,x"]) == 2
+    assert "--input-shape takes positive sizes" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "seq.pt"), "--input-shape", "1,5"]) == 2
+    assert "the model fails on --input-shape inputs of shape (1, 5)" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "seq.pt"), "--input-shape", "1,6", "--finetune-epochs",
+                 "2"]) == 2
+    assert "--finetune-epochs needs --dataset" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "seq.pt"), "--input-shape", "4,6", "--keep-ratio",
+                 "0.5"]) == 0
+    # TorchScript: refused by name
+    torch.jit.save(torch.jit.script(seq), tmp_path / "ts.pt")
+    assert main(["prune", str(tmp_path / "ts.pt"), "--input-shape", "1,6"]) == 2
+    assert "TorchScript archive" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "conv.pt", "own.json", "own.pt", "r.json", "r18_state.pt", "seq.pt", "small.pt",
+        "ts.pt"]
+
+
+def test_a_dataset_the_model_cannot_read_is_one_line(trained, capsys):
+    d, ckpt = trained  # a 64-input LeNet on digits
+    assert main(["prune", str(ckpt), "--dataset", "fashion-mnist", "--finetune-epochs", "0",
+                 "--out", str(d / "never.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the model fails on --dataset fashion-mnist images" in err
+    assert not (d / "never.pt").exists()

@@ -111,3 +111,29 @@ def test_checkpoints_of_earlier_versions_with_a_torch_version_object_load(tmp_pa
                "arch": None, "metadata": {"torch_version": torch.__version__}}
     torch.save(payload, tmp_path / "old.pt")  # 0.3 saved torch.__version__ as it is
     assert load_with_metadata(tmp_path / "old.pt")[1]["torch_version"] == torch.__version__
+
+
+def test_load_model_file_reads_modules_and_state_dicts_and_runs_no_code(tmp_path):
+    from coreprune.io import load_model_file
+    from coreprune.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("resnet20", in_channels=1, num_classes=7).eval()
+    torch.save({"epoch": 3, "model_state_dict": net.state_dict()}, tmp_path / "train_ckpt.pt")
+    model, meta = load_model_file(tmp_path / "train_ckpt.pt", "resnet20")
+    x = torch.randn(2, 1, 32, 32)
+    assert meta == {"model": "resnet20"} and torch.equal(model(x), net(x))
+    torch.save(net, tmp_path / "whole.pt")  # a zoo class: the restricted loader builds it
+    assert torch.equal(load_model_file(tmp_path / "whole.pt")[0](x), net(x))
+    with pytest.raises(CheckpointError, match="pass --model NAME"):
+        load_model_file(tmp_path / "train_ckpt.pt")
+    with pytest.raises(CheckpointError, match="does not fit model 'resnet56'"):
+        load_model_file(tmp_path / "train_ckpt.pt", "resnet56")
+    marker = tmp_path / "ran"
+    torch.save(Payload(str(marker)), tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="which would run code from the file"):
+        load_model_file(tmp_path / "evil.pt", "resnet20")
+    assert not marker.exists()
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="neither a model nor a state_dict"):
+        load_model_file(tmp_path / "list.pt")

@@ -30,7 +30,7 @@ from .bench import (
 from .compensation import compensation_description, compensations
 from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
 from .errors import CorepruneError, InvalidArgumentError
-from .experiment import prune_and_evaluate
+from .experiment import prune_and_evaluate, prune_model
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
 from .models import MODELS, build_model_for_images
@@ -118,20 +118,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction_flag(value: float, flag: str, closed_right: bool = False) -> float:
+    """``value`` checked for flag ``flag``: in [0, 1), or in (0, 1] when ``closed_right``."""
+    ok = 0.0 < value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    if not ok:
+        interval = "(0, 1]" if closed_right else "[0, 1)"
+        raise InvalidArgumentError(f"{flag} must lie in {interval}, got {value:g}")
+    return value
+
+
 def _target(args: argparse.Namespace) -> dict[str, Any]:
+    """The pruning target of the flags, each checked and named (before any heavy work)."""
     given = [a for a in ("ratio", "flops_ratio", "keep_ratio", "layer_ratios")
              if getattr(args, a) is not None]
     if len(given) > 1:
         raise InvalidArgumentError("give only one of --ratio, --flops-ratio, --keep-ratio, "
                                    "--layer-ratios")
     if args.flops_ratio is not None:
-        return {"flops_removed": args.flops_ratio}
+        return {"flops_removed": _fraction_flag(args.flops_ratio, "--flops-ratio")}
     if args.keep_ratio is not None:
-        return {"keep_ratio": args.keep_ratio}
+        return {"keep_ratio": _fraction_flag(args.keep_ratio, "--keep-ratio", closed_right=True)}
     if args.layer_ratios is not None:
         spec = io.read_yaml_mapping(args.layer_ratios, "layer ratio spec {layer: keep ratio}")
         return {"layer_ratios": {str(k): v for k, v in spec.items()}}
-    return {"params_removed": 0.9 if args.ratio is None else args.ratio}
+    return {"params_removed": 0.9 if args.ratio is None else _fraction_flag(args.ratio,
+                                                                             "--ratio")}
+
+
+def _input_shape(value: str | None) -> tuple[int, ...] | None:
+    """``--input-shape 1,3,224,224`` as a tuple of positive ints."""
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or min(shape) < 1:
+        raise InvalidArgumentError(f"--input-shape takes positive sizes N,C,H,W (e.g. "
+                                   f"1,3,224,224), got {value!r}")
+    return shape
+
+
+def _check_forward(model: torch.nn.Module, x: torch.Tensor, what: str) -> None:
+    """One line naming ``what`` if ``model`` fails on ``x`` (before any heavy work)."""
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    except Exception as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise InvalidArgumentError(f"the model fails on {what} of shape {tuple(x.shape)} "
+                                   f"({type(exc).__name__}: {first})") from None
 
 
 def _options(pairs: list[str], flag: str = "--option") -> dict[str, Any]:
@@ -161,18 +197,69 @@ def _prior(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
-    model, meta, dataset, tr, te = _checkpoint_and_data(args)
+    target, shape = _target(args), _input_shape(args.input_shape)
+    options = {"prune_coupled": args.prune_coupled, "allocation": args.allocation,
+               "compensate": args.compensate, **_prior(args), **_options(args.option)}
+    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+        raise InvalidArgumentError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    model, meta = io.load_model_file(args.checkpoint, args.model,
+                                     map_location=args.device or "cpu",
+                                     trusted=args.trust_pickle)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None and args.finetune_epochs:
+        raise InvalidArgumentError("--finetune-epochs needs --dataset (fine-tuning reads data)")
+    if dataset is None:
+        return _prune_without_data(args, model, meta, target, shape, options, out)
+    tr, te = load_dataset(dataset, args.data_root,
+                          normalization=meta.get("normalization", "standard"))
+    x = te.x[:2] if shape is None else torch.randn(shape)
+    _check_forward(model, te.x[:2].to(args.device or "cpu"), f"--dataset {dataset} images")
     before = _measure(model, te)
+    epochs = FINETUNE_EPOCHS if args.finetune_epochs is None else args.finetune_epochs
     record, tuned, _ = prune_and_evaluate(
-        model, args.method, _target(args), args.seed, tr, te, meta.get("model", "model"),
-        dataset, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-        finetune_optimizer=args.finetune_optimizer, example_inputs=te.x[:2], device=args.device,
-        prune_coupled=args.prune_coupled, allocation=args.allocation,
-        compensate=args.compensate, **_prior(args), **_options(args.option))
+        model, args.method, target, args.seed, tr, te, meta.get("model", "model"),
+        dataset, finetune_epochs=epochs, finetune_lr=args.finetune_lr,
+        finetune_optimizer=args.finetune_optimizer, example_inputs=x, device=args.device,
+        **options)
     tuned = tuned.cpu()
     before["accuracy"] = record["acc_unpruned"]
     after = {**_measure(tuned, te), "accuracy": record["acc_pruned"],
              "accuracy_finetuned": record["acc_finetuned"]}
+    return _finish_prune(args, tuned, meta, record, before, after, out)
+
+
+def _prune_without_data(args: argparse.Namespace, model: torch.nn.Module, meta: dict,
+                        target: dict[str, Any], shape: tuple[int, ...] | None,
+                        options: dict[str, Any], out: Path | None) -> int:
+    """No dataset: prune from the weights and report parameters, FLOPs and CPU latency."""
+    if shape is None:
+        try:
+            x = default_example_inputs(model)
+        except InvalidArgumentError:
+            raise InvalidArgumentError("the model declares no input shape and no --dataset is "
+                                       "given: pass --input-shape N,C,H,W (e.g. 1,3,224,224)"
+                                       ) from None
+    else:
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
+    x = x.to(args.device or "cpu")
+    _check_forward(model, x, "--input-shape inputs" if shape else "its declared input")
+    pruned, _, stats, seconds = prune_model(model, args.method, target, args.seed, x, **options)
+    (p0, p1), (f0, f1) = stats["params"], stats["flops"]
+    record = {"model": meta.get("model", type(model).__name__), "dataset": None,
+              "method": args.method, "seed": args.seed, "params_removed": 1.0 - p1 / p0,
+              "flops_removed": 1.0 - f1 / f0 if f0 else 0.0, "prune_seconds": seconds,
+              "target": target, "input_shape": list(x.shape), **stats}
+    pruned = pruned.cpu()
+    x = x.cpu()
+    before = {"params": p0, "flops": f0, "latency_ms": measure_latency(model.cpu(), x)}
+    after = {"params": p1, "flops": f1, "latency_ms": measure_latency(pruned, x)}
+    return _finish_prune(args, pruned, meta, record, before, after, out)
+
+
+def _finish_prune(args: argparse.Namespace, pruned: torch.nn.Module, meta: dict,
+                  record: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
+                  out: Path | None) -> int:
+    """Print the summary and layer tables; write the checkpoint and JSON asked for."""
     _print_table(_summary_rows(before, after))
     print()
     _print_table([("layer", "units", "kept", "total sensitivity")] + [
@@ -181,7 +268,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         for lr in record["layers"]])
     record.update({"before": before, "after": after, "checkpoint": str(args.checkpoint)})
     if out is not None:
-        io.save(tuned, out, {**meta, "pruned": record}, overwrite=args.overwrite)
+        io.save(pruned, out, {**meta, "pruned": record}, overwrite=args.overwrite)
         print(f"\npruned model written to {out}")
     if args.json:
         io.write_json(args.json, record, overwrite=args.overwrite)
@@ -345,15 +432,33 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("prune", help="prune a checkpoint, evaluate, fine-tune, save")
-    p.add_argument("checkpoint")
+    p = sub.add_parser(
+        "prune", help="prune a model file without data; evaluate and fine-tune with --dataset",
+        description="Prune a model file from its weights alone. Without --dataset it reports "
+        "parameters, FLOPs and CPU latency before and after; with --dataset it also evaluates "
+        "and (with --finetune-epochs) fine-tunes. Examples: coreprune prune lenet.pt --ratio 0.8 "
+        "--out small.pt; coreprune prune resnet18_state.pt --model resnet18 --input-shape "
+        "1,3,224,224 --ratio 0.5 --out small.pt")
+    p.add_argument("checkpoint", help="the model file: a coreprune checkpoint, a whole module "
+                   "saved by torch.save(model) (classes outside torch.nn, torchvision and the "
+                   "zoo need --trust-pickle), or a state_dict saved by "
+                   "torch.save(model.state_dict()) with --model NAME")
+    p.add_argument("--model", help="architecture of a state_dict file: a zoo name (lenet300, "
+                   "mlp, vgg16, resnet20, ...), a torchvision classification model (e.g. "
+                   "resnet18) or a timm model (with timm installed)")
+    p.add_argument("--input-shape", help="shape of the example input used to trace the model "
+                   "when no --dataset is given, e.g. 1,3,224,224 (default: the model's declared "
+                   "shape)")
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help=f"one of {', '.join(methods())} (default {DEFAULT_METHOD}: greedy "
                         "selection with least-squares reconstruction)")
-    p.add_argument("--ratio", type=float, help="fraction of parameters to remove (default 0.9)")
-    p.add_argument("--flops-ratio", type=float, help="fraction of FLOPs to remove")
-    p.add_argument("--keep-ratio", type=float, help="fraction of units every layer keeps")
-    p.add_argument("--layer-ratios", help="YAML/JSON file {layer name: keep ratio}")
+    p.add_argument("--ratio", type=float, help="fraction of parameters to remove, in [0, 1) "
+                   "(default 0.9), e.g. --ratio 0.5")
+    p.add_argument("--flops-ratio", type=float, help="fraction of FLOPs to remove, in [0, 1)")
+    p.add_argument("--keep-ratio", type=float, help="fraction of units every layer keeps, in "
+                   "(0, 1], e.g. --keep-ratio 0.5")
+    p.add_argument("--layer-ratios", help="YAML/JSON file {layer name: keep ratio}, e.g. "
+                   "'{fc1: 0.5, fc2: 0.25}'")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option, e.g. --option projection=16")
     p.add_argument("--prune-coupled", action="store_true",
@@ -379,12 +484,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
                         "ReLU and leaky ReLU, Monte Carlo otherwise)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS)
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--dataset", choices=DATASETS, help="evaluate (and fine-tune) on this "
+                   "dataset; default: the one a coreprune checkpoint names, else none")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help=f"epochs of fine-tuning after pruning (default {FINETUNE_EPOCHS} with a "
+                        "dataset, 0 without; 0 keeps the data-free model)")
     p.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
     p.add_argument("--finetune-optimizer", choices=("sgd", "adam"), default=FINETUNE_OPTIMIZER)
-    p.add_argument("--out", help="pruned checkpoint to write (a new path)")
+    p.add_argument("--out", help="pruned checkpoint to write (a new path; loads with "
+                   "coreprune.load without running code)")
     common(p)
     p.set_defaults(func=cmd_prune)
 

@@ -20,7 +20,7 @@ from .pruning import Pruner
 from .pruning.peers import PEERS, is_peer, prune_with_torch_pruning
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, finetune
 
-__all__ = ["RECORD_KEYS", "prune_and_evaluate"]
+__all__ = ["RECORD_KEYS", "prune_and_evaluate", "prune_model"]
 
 RECORD_KEYS = ("model", "dataset", "method", "seed", "params_removed", "flops_removed",
                "acc_unpruned", "acc_pruned", "acc_finetuned")
@@ -29,7 +29,7 @@ CALIBRATION_SIZE = 256  # images a data-dependent peer (tp-taylor) reads
 
 
 def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int,
-                train_split: Split, example_inputs: torch.Tensor | None,
+                train_split: Split | None, example_inputs: torch.Tensor | None,
                 **structure_options: Any) -> tuple[nn.Module, Pruner, dict[str, Any]]:
     """Torch-Pruning peer ``method`` at the structure coreprune's budget rule gives ``target``
     (``structure_options``: ``prune_coupled``, ``allocation``, ...)."""
@@ -56,6 +56,29 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
     return pruned, structure, stats
 
 
+def prune_model(model: nn.Module, method: str, target: dict[str, Any], seed: int,
+                example_inputs: torch.Tensor | None = None, train_split: Split | None = None,
+                **options: Any) -> tuple[nn.Module, Pruner, dict[str, Any], float]:
+    """Prune ``model`` (untouched) with ``method`` (a registered method or a Torch-Pruning
+    peer) to ``target``: ``(pruned, pruner, stats, seconds)``, ``stats`` holding the
+    parameters and FLOPs before and after, the settings and the per-layer report.
+
+    Raises:
+        InvalidArgumentError: a peer that reads data (``tp-taylor``) without ``train_split``.
+    """
+    t0 = time.perf_counter()
+    if is_peer(method):
+        if train_split is None and not PEERS[method].data_independent:
+            raise InvalidArgumentError(f"method {method!r} reads training data: give a dataset")
+        pruned, pruner, stats = _peer_prune(model, method, target, seed, train_split,
+                                            example_inputs, **options)
+    else:
+        pruner = Pruner(method, seed=seed, **target, **options)
+        pruned = pruner.fit_transform(model, example_inputs)
+        stats = _report_stats(pruner)
+    return pruned, pruner, stats, time.perf_counter() - t0
+
+
 def prune_and_evaluate(model: nn.Module, method: str, target: dict[str, Any], seed: int,
                        train_split: Split, test_split: Split, model_name: str,
                        dataset: str, finetune_epochs: int = FINETUNE_EPOCHS,
@@ -77,15 +100,8 @@ def prune_and_evaluate(model: nn.Module, method: str, target: dict[str, Any], se
     """
     if acc_unpruned is None:
         acc_unpruned = evaluate(model, test_split, device=device)
-    t0 = time.perf_counter()
-    if is_peer(method):
-        pruned, pruner, stats = _peer_prune(model, method, target, seed, train_split,
-                                            example_inputs, **options)
-    else:
-        pruner = Pruner(method, seed=seed, **target, **options)
-        pruned = pruner.fit_transform(model, example_inputs)
-        stats = _report_stats(pruner)
-    seconds = time.perf_counter() - t0
+    pruned, pruner, stats, seconds = prune_model(model, method, target, seed, example_inputs,
+                                                 train_split, **options)
     if device is not None:
         pruned.to(device)
     acc_pruned = evaluate(pruned, test_split, device=device)

@@ -20,6 +20,7 @@ import os
 import pickle
 import pkgutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ from torch import nn
 from ._version import __version__
 from .errors import CheckpointError, DataFileError, OutputExistsError
 
-__all__ = ["save", "load", "load_with_metadata", "atomic_write_bytes", "write_json",
-           "check_output_path", "read_yaml_mapping", "FORMAT"]
+__all__ = ["save", "load", "load_with_metadata", "load_model_file", "atomic_write_bytes",
+           "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
 
 FORMAT = "coreprune-checkpoint/1"
 
@@ -147,6 +148,94 @@ def _safe_module_classes() -> list[type]:
     return _SAFE_CLASSES
 
 
+def _is_torchscript(p: Path) -> bool:
+    """Whether ``p`` is a TorchScript archive (a zip holding compiled code)."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            return any(n.split("/", 1)[-1] in ("constants.pkl", "code/") or "/code/" in n
+                       for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read(p: Path, map_location: str | torch.device, trusted: bool) -> Any:
+    """``torch.load`` of ``p``, restricted unless ``trusted``; every failure one
+    :class:`CheckpointError` line."""
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if _is_torchscript(p):
+        raise CheckpointError(
+            f"{p}: a TorchScript archive; its layers are compiled code that coreprune cannot "
+            "rewrite: save the nn.Module (torch.save(model), then --trust-pickle) or its "
+            "state_dict (torch.save(model.state_dict()), then --model NAME) instead")
+    try:
+        if trusted:
+            return torch.load(p, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_safe_module_classes()):
+            return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        marker = "Unsupported global: GLOBAL "
+        culprit = str(exc).split(marker, 1)[1].split()[0] if marker in str(exc) else first[:120]
+        raise CheckpointError(
+            f"{p}: loading needs {culprit}, which would run code from the file; if you trust "
+            "it, pass trusted=True (--trust-pickle on the command line)") from None
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _state_dict_of(payload: Any) -> dict[str, torch.Tensor] | None:
+    """``payload`` as a state dict (tensors by name, possibly under a "state_dict" or
+    "model_state_dict" key, as training scripts save them), else None."""
+    if isinstance(payload, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = payload.get(key)
+            if isinstance(inner, dict) and inner and all(
+                    isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+        if payload and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                           for k, v in payload.items()):
+            return payload
+    return None
+
+
+def load_model_file(path: str | os.PathLike, model_name: str | None = None,
+                    map_location: str | torch.device = "cpu",
+                    trusted: bool = False) -> tuple[nn.Module, dict]:
+    """Any model file a user may have: ``(model, metadata)``.
+
+    Accepted: a coreprune checkpoint (:func:`save`); a whole module saved with
+    ``torch.save(model)`` (its classes built by the restricted loader, or any class when
+    ``trusted``); a state dict (``torch.save(model.state_dict())``, also under a
+    ``"state_dict"`` / ``"model_state_dict"`` key), built as zoo, torchvision or timm model
+    ``model_name`` (:func:`~coreprune.models.build_model_for_state_dict`). TorchScript archives
+    are refused (compiled layers cannot be rewritten).
+
+    Raises:
+        CheckpointError: as :func:`load_with_metadata`; a state dict without ``model_name``; a
+            state dict that does not fit ``model_name``; anything else in the file.
+    """
+    p = Path(path)
+    payload = _read(p, map_location, trusted)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return load_with_metadata(p, map_location, trusted)
+    if isinstance(payload, nn.Module):
+        return payload, {}
+    state = _state_dict_of(payload)
+    if state is None:
+        raise CheckpointError(f"{p}: holds a {type(payload).__name__}, neither a model nor a "
+                              "state_dict; save the model with torch.save(model) or "
+                              "torch.save(model.state_dict())")
+    if model_name is None:
+        raise CheckpointError(f"{p}: a state_dict without its architecture: pass --model NAME "
+                              "(model_name=), a zoo, torchvision or timm model name")
+    from .models import build_model_for_state_dict
+
+    model = build_model_for_state_dict(model_name, state)
+    return model, {"model": model_name}
+
+
 def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                        trusted: bool = False) -> tuple[nn.Module, dict]:
     """Load a checkpoint written by :func:`save`: ``(model, metadata)``.
@@ -164,24 +253,7 @@ def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device
             does not match the stored module.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
-    try:
-        if trusted:
-            payload = torch.load(p, map_location=map_location, weights_only=False)
-        else:
-            with torch.serialization.safe_globals(_safe_module_classes()):
-                payload = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        marker = "Unsupported global: GLOBAL "
-        culprit = str(exc).split(marker, 1)[1].split()[0] if marker in str(exc) else first[:120]
-        raise CheckpointError(
-            f"{p}: loading needs {culprit}, which would run code from the file; if you trust "
-            "it, pass trusted=True (--trust-pickle on the command line)") from None
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    payload = _read(p, map_location, trusted)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r}; "
                               "one written by `coreprune train`, `coreprune prune --out` or "

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidArgumentError
+from .errors import CheckpointError, InvalidArgumentError
 
 __all__ = ["LeNet300100", "MLP", "VGG16", "CifarResNet", "build_model", "build_model_for_images",
            "MODELS", "MLP_ACTIVATIONS"]
@@ -190,3 +190,58 @@ def build_model_for_images(name: str, in_channels: int, image_size: int,
     if name in ("lenet300", "mlp"):
         return build_model(name, in_channels=in_channels, image_size=image_size, **model_args)
     return build_model(name, in_channels=in_channels, **model_args)
+
+
+def build_model_for_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Model ``name`` with the weights of ``state_dict`` (a user's ``model.state_dict()``).
+
+    ``name``: a zoo name (:data:`MODELS`; its input channels and classes read from the state
+    dict's first and last weights, an MLP's widths from every weight), a torchvision
+    classification model name (``resnet18``, ``tv_resnet18``, ...; classes from the last
+    weight) or, when timm is installed, a timm model name.
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+        CheckpointError: the state dict does not fit the architecture (first mismatch named).
+    """
+    weights = [v for k, v in state_dict.items() if k.endswith("weight") and v.dim() >= 2]
+    if not weights:
+        raise CheckpointError("the state_dict holds no layer weights")
+    classes, first = int(weights[-1].shape[0]), weights[0]
+    model = None
+    if name in MODELS:
+        kwargs: dict[str, Any] = {"num_classes": classes}
+        if name in ("lenet300", "mlp"):
+            side = int(round((first.shape[1]) ** 0.5))
+            if side * side != first.shape[1]:
+                raise CheckpointError(f"{name}: the first layer reads {first.shape[1]} inputs, "
+                                      "not a square one-channel image")
+            kwargs["image_size"] = side
+            if name == "mlp":
+                kwargs["hidden"] = tuple(int(w.shape[0]) for w in weights[:-1])
+        elif not name.startswith("tv_"):
+            kwargs["in_channels"] = int(first.shape[1])
+        model = build_model(name, **kwargs)
+    else:
+        import torchvision
+
+        if name in torchvision.models.list_models(module=torchvision.models):
+            model = torchvision.models.get_model(name, weights=None, num_classes=classes)
+        else:
+            try:
+                import timm
+            except ImportError:
+                timm = None
+            if timm is not None and name in timm.list_models():
+                model = timm.create_model(name, pretrained=False, num_classes=classes)
+    if model is None:
+        raise InvalidArgumentError(
+            f"unknown model {name!r}: give a zoo name ({', '.join(sorted(MODELS))}), a "
+            "torchvision classification model (e.g. resnet18) or a timm model (with timm "
+            "installed)")
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:240]
+        raise CheckpointError(f"the state_dict does not fit model {name!r}: {detail}") from None
+    return model.eval()
