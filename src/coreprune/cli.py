@@ -212,8 +212,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return _prune_without_data(args, model, meta, target, shape, options, out)
     tr, te = load_dataset(dataset, args.data_root,
                           normalization=meta.get("normalization", "standard"))
-    x = te.x[:2] if shape is None else torch.randn(shape)
-    _check_forward(model, te.x[:2].to(args.device or "cpu"), f"--dataset {dataset} images")
+    x = te.x[:2]  # the dataset's images trace the model (--input-shape is for no dataset)
+    _check_forward(model, x.to(args.device or "cpu"), f"--dataset {dataset} images")
     before = _measure(model, te)
     epochs = FINETUNE_EPOCHS if args.finetune_epochs is None else args.finetune_epochs
     record, tuned, _ = prune_and_evaluate(

@@ -219,7 +219,7 @@ def load_model_file(path: str | os.PathLike, model_name: str | None = None,
     p = Path(path)
     payload = _read(p, map_location, trusted)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return load_with_metadata(p, map_location, trusted)
+        return _from_checkpoint(p, payload)
     if isinstance(payload, nn.Module):
         return payload, {}
     state = _state_dict_of(payload)
@@ -253,7 +253,11 @@ def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device
             does not match the stored module.
     """
     p = Path(path)
-    payload = _read(p, map_location, trusted)
+    return _from_checkpoint(p, _read(p, map_location, trusted))
+
+
+def _from_checkpoint(p: Path, payload: Any) -> tuple[nn.Module, dict]:
+    """The model and metadata of a coreprune checkpoint's ``payload`` read from ``p``."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r}; "
                               "one written by `coreprune train`, `coreprune prune --out` or "
