@@ -99,12 +99,11 @@ def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
             u_c = s_cc[:, j] / np.sqrt(d[j])
             u_t = u_c if one else s_tc[:, j] / np.sqrt(d[j])
             error -= float(gain[j])
-            s_cc = s_cc - np.outer(u_c, u_c)
+            # rank-one downdates in place (the same arithmetic, no new n x n arrays)
+            np.subtract(s_cc, np.outer(u_c, u_c), out=s_cc)
             if not one:
-                s_tc = s_tc - np.outer(u_t, u_c)
-            else:
-                s_tc = s_cc
-            gs = gs - np.outer(g @ u_t, u_c)
+                np.subtract(s_tc, np.outer(u_t, u_c), out=s_tc)
+            np.subtract(gs, np.outer(g @ u_t, u_c), out=gs)
         else:  # everything is explained: the rest by their initial weighted variance
             j = int(np.argmax(np.where(chosen, -np.inf, fallback)))
         chosen[j] = True
