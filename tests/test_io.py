@@ -43,7 +43,7 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
 
 def test_shape_mismatch(tmp_path):
     model = nn.Linear(4, 2)
-    payload = {"format": coreprune.io.FORMAT, "model": model,
+    payload = {"format": coreprune.io.FORMAT_V1, "model": model,
                "state_dict": nn.Linear(5, 2).state_dict(), "arch": None, "metadata": {}}
     torch.save(payload, tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not match"):
@@ -78,7 +78,7 @@ def test_loading_runs_no_code_from_the_file_unless_trusted(tmp_path):
         coreprune.load(tmp_path / "own.pt")
     assert isinstance(coreprune.load(tmp_path / "own.pt", trusted=True), OwnNet)
     marker = tmp_path / "ran"
-    torch.save({"format": coreprune.io.FORMAT, "model": Payload(str(marker))},
+    torch.save({"format": coreprune.io.FORMAT_V1, "model": Payload(str(marker))},
                tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="which would run code from the file"):
         coreprune.load(tmp_path / "evil.pt")
@@ -107,7 +107,7 @@ def test_cli_refuses_an_untrusted_class_in_one_line(tmp_path, capsys):
 
 def test_checkpoints_of_earlier_versions_with_a_torch_version_object_load(tmp_path):
     model = nn.Linear(2, 2)
-    payload = {"format": coreprune.io.FORMAT, "model": model, "state_dict": model.state_dict(),
+    payload = {"format": coreprune.io.FORMAT_V1, "model": model, "state_dict": model.state_dict(),
                "arch": None, "metadata": {"torch_version": torch.__version__}}
     torch.save(payload, tmp_path / "old.pt")  # 0.3 saved torch.__version__ as it is
     assert load_with_metadata(tmp_path / "old.pt")[1]["torch_version"] == torch.__version__
@@ -137,3 +137,58 @@ def test_load_model_file_reads_modules_and_state_dicts_and_runs_no_code(tmp_path
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="neither a model nor a state_dict"):
         load_model_file(tmp_path / "list.pt")
+
+
+class OwnConvNet(nn.Module):
+    """A CNN of the user's own class (BatchNorm, a bias-free conv the surgery may give a bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 12, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(12)
+        self.c2 = nn.Conv2d(12, 10, 3, padding=1, bias=False)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.c2(torch.relu(self.bn(self.c1(x)))))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_own_architecture_loads_pruned_weights_without_unpickling_its_class(tmp_path):
+    torch.manual_seed(0)
+    net = OwnConvNet().eval()
+    x = torch.randn(4, 3, 8, 8)
+    small = coreprune.prune(net, keep_ratio=0.5, example_inputs=x[:1])
+    assert small.c1.out_channels == 6 and small.c2.in_channels == 6
+    save(small, tmp_path / "small.pt")
+    with pytest.raises(CheckpointError, match=r"OwnConvNet, which would run code .* model="):
+        coreprune.load(tmp_path / "small.pt")
+    mine = coreprune.load(tmp_path / "small.pt", model=OwnConvNet())
+    assert mine.c1.out_channels == 6 and mine.bn.num_features == 6 and mine.c2.in_channels == 6
+    torch.testing.assert_close(mine.eval()(x), small(x))
+    torch.testing.assert_close(coreprune.load(tmp_path / "small.pt", trusted=True)(x), small(x))
+    # another architecture: one line naming what does not fit
+    with pytest.raises(CheckpointError, match="has no place for|lacks"):
+        coreprune.load(tmp_path / "small.pt", model=nn.Sequential(nn.Linear(3, 2)))
+
+
+def test_the_stored_structure_holds_no_weights_and_runs_no_code(tmp_path):
+    import io as stdlib_io
+
+    import torchvision
+
+    net = torchvision.models.resnet18(num_classes=10)
+    save(net, tmp_path / "r18.pt")
+    weights = stdlib_io.BytesIO()
+    torch.save(net.state_dict(), weights)
+    assert (tmp_path / "r18.pt").stat().st_size < 1.05 * len(weights.getvalue())
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(coreprune.load(tmp_path / "r18.pt").eval()(x), net.eval()(x))
+    marker = tmp_path / "ran"
+    evil = stdlib_io.BytesIO()
+    torch.save(Payload(str(marker)), evil)
+    torch.save({"format": coreprune.io.FORMAT, "module": evil.getvalue(),
+                "state_dict": {}, "metadata": {}}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="which would run code from the file"):
+        coreprune.load(tmp_path / "evil.pt")
+    assert not marker.exists()

@@ -1,19 +1,25 @@
 """Saving and loading models atomically; the user's files are never overwritten by default.
 
-A coreprune checkpoint is a ``torch.save`` file holding ``{"format", "model", "state_dict",
-"arch", "metadata"}``: ``model`` is the pickled module (its pruned shapes included), so
-:func:`load` gives it back without rebuilding the architecture.
+A coreprune checkpoint (format 2) is a ``torch.save`` file holding ``{"format", "module",
+"state_dict", "arch", "metadata"}``: ``state_dict`` the weights, ``metadata`` plain JSON values
+(the pruning record included), and ``module`` a byte string: the pickled module with its
+weights left out (on the ``meta`` device), so that :func:`load` gives back the pruned shapes
+without rebuilding the architecture. Format 1 (coreprune 0.1-0.4.0) pickled the module inline;
+such files still load.
 
 Loading runs no code from the file unless the caller says it is trusted: by default the file is
 read by PyTorch's restricted unpickler (``weights_only=True``), which builds tensors, plain
 containers and numbers, and here also the module classes of ``torch.nn``, torchvision and
-coreprune's zoo (their ``__setstate__`` only restores attributes). A checkpoint that needs any
+coreprune's zoo (their ``__setstate__`` only restores attributes). A module that needs any
 other class (a model class of one's own, or a payload) is refused with a message naming it;
-``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in full.
+``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in full, and
+``load(path, model=MyNet())`` loads the weights into the user's own unpruned architecture,
+resized to them (:func:`load_resized`), with nothing unpickled but tensors.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -21,6 +27,7 @@ import pickle
 import pkgutil
 import tempfile
 import zipfile
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +38,11 @@ from torch import nn
 from ._version import __version__
 from .errors import CheckpointError, DataFileError, OutputExistsError
 
-__all__ = ["save", "load", "load_with_metadata", "load_model_file", "atomic_write_bytes",
-           "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
+__all__ = ["save", "load", "load_with_metadata", "load_model_file", "load_resized",
+           "atomic_write_bytes", "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
 
-FORMAT = "coreprune-checkpoint/1"
+FORMAT = "coreprune-checkpoint/2"
+FORMAT_V1 = "coreprune-checkpoint/1"  # 0.1-0.4.0: the module pickled inline with its weights
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -101,6 +109,12 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
          overwrite: bool = False) -> Path:
     """Save ``model`` (any shapes) with ``metadata`` to ``path`` atomically.
 
+    The file holds the weights (``state_dict``), the metadata (plain JSON values) and, as a
+    separate byte string, the module's structure with its weights left out (parameters and
+    persistent buffers on the ``meta`` device): the weights and metadata always load without
+    running code, the structure with the restricted loader when its classes are known, and
+    ``load(path, model=...)`` re-applies the weights to the user's own unpruned architecture.
+
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
@@ -109,10 +123,29 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
             **(metadata or {})}
     # plain Python values only (numpy scalars would need the full unpickler to load)
     meta = json.loads(json.dumps(meta, default=float))
-    payload = {"format": FORMAT, "model": model, "state_dict": model.state_dict(),
-               "arch": getattr(model, "arch", None), "metadata": meta}
+    structure = BytesIO()
+    torch.save(_skeleton(model), structure)
+    payload = {"format": FORMAT, "module": structure.getvalue(),
+               "state_dict": model.state_dict(), "arch": getattr(model, "arch", None),
+               "metadata": meta}
     _atomic(p, lambda f: torch.save(payload, f))
     return p
+
+
+def _skeleton(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and persistent buffers are on the ``meta`` device
+    (shapes without data; tied weights stay tied): its structure."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for t in module._parameters.values():
+            if t is not None and id(t) not in memo:
+                memo[id(t)] = nn.Parameter(torch.empty_like(t, device="meta"),
+                                           requires_grad=t.requires_grad)
+        for name, t in module._buffers.items():
+            if (t is not None and name not in module._non_persistent_buffers_set
+                    and id(t) not in memo):
+                memo[id(t)] = torch.empty_like(t, device="meta")
+    return copy.deepcopy(model, memo)
 
 
 _SAFE_CLASSES: list[type] | None = None
@@ -218,8 +251,8 @@ def load_model_file(path: str | os.PathLike, model_name: str | None = None,
     """
     p = Path(path)
     payload = _read(p, map_location, trusted)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        return _from_checkpoint(p, payload)
+    if isinstance(payload, dict) and payload.get("format") in (FORMAT, FORMAT_V1):
+        return _from_checkpoint(p, payload, trusted)
     if isinstance(payload, nn.Module):
         return payload, {}
     state = _state_dict_of(payload)
@@ -237,7 +270,8 @@ def load_model_file(path: str | os.PathLike, model_name: str | None = None,
 
 
 def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                       trusted: bool = False) -> tuple[nn.Module, dict]:
+                       trusted: bool = False, model: nn.Module | None = None
+                       ) -> tuple[nn.Module, dict]:
     """Load a checkpoint written by :func:`save`: ``(model, metadata)``.
 
     Args:
@@ -246,35 +280,138 @@ def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device
         trusted: unpickle in full (the file may then run code); by default only tensors,
             containers, numbers and the module classes of ``torch.nn``, torchvision and the zoo
             are built (module docstring).
+        model: the unpruned architecture (an instance of the user's own class, say): resized to
+            the stored weights and loaded with them (:func:`load_resized`) instead of
+            building the stored structure, so that no class needs to be unpickled.
 
     Raises:
         CheckpointError: missing file, not a torch file, a class the restricted loader does
             not build (named, with what to do), not a coreprune checkpoint, or a state dict that
-            does not match the stored module.
+            does not match the stored module or ``model``.
     """
     p = Path(path)
-    return _from_checkpoint(p, _read(p, map_location, trusted))
+    return _from_checkpoint(p, _read(p, map_location, trusted), trusted, model)
 
 
-def _from_checkpoint(p: Path, payload: Any) -> tuple[nn.Module, dict]:
-    """The model and metadata of a coreprune checkpoint's ``payload`` read from ``p``."""
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+def _from_checkpoint(p: Path, payload: Any, trusted: bool = False,
+                     model: nn.Module | None = None) -> tuple[nn.Module, dict]:
+    """The model and metadata of a coreprune checkpoint's ``payload`` read from ``p``: its
+    stored structure (restricted loader unless ``trusted``), or ``model`` resized to the
+    stored weights."""
+    version = payload.get("format") if isinstance(payload, dict) else None
+    if version not in (FORMAT, FORMAT_V1):
         raise CheckpointError(f"{p}: not a coreprune checkpoint (expected format {FORMAT!r}; "
                               "one written by `coreprune train`, `coreprune prune --out` or "
                               "coreprune.save)")
-    model = payload["model"]
-    if not isinstance(model, nn.Module):
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or ("module" if version == FORMAT else "model") not in payload:
+        raise CheckpointError(f"{p}: a damaged coreprune checkpoint (no weights or no module)")
+    meta = dict(payload.get("metadata") or {})
+    if model is not None:
+        return load_resized(model, state, f"{p}"), meta
+    if version == FORMAT_V1:
+        stored = payload["model"]
+    else:
+        try:
+            stored = _read_bytes(payload["module"], trusted)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{p}: {exc} (or pass model=, the unpruned architecture, to "
+                                  "coreprune.load)") from None
+    if not isinstance(stored, nn.Module):
         raise CheckpointError(f"{p}: checkpoint holds no model")
     try:
-        model.load_state_dict(payload["state_dict"])
+        stored.load_state_dict(state, assign=version == FORMAT)
     except RuntimeError as exc:
         raise CheckpointError(f"{p}: weights do not match the architecture: "
                               f"{str(exc).splitlines()[0]}") from None
-    return model, dict(payload.get("metadata") or {})
+    return stored, meta
+
+
+def _read_bytes(data: bytes, trusted: bool) -> Any:
+    """``torch.load`` of a byte string, restricted unless ``trusted``."""
+    try:
+        if trusted:
+            return torch.load(BytesIO(data), weights_only=False)
+        with torch.serialization.safe_globals(_safe_module_classes()):
+            return torch.load(BytesIO(data), weights_only=True)
+    except pickle.UnpicklingError as exc:
+        marker = "Unsupported global: GLOBAL "
+        culprit = (str(exc).split(marker, 1)[1].split()[0] if marker in str(exc)
+                   else "a class outside torch.nn, torchvision and the zoo")
+        raise CheckpointError(f"loading needs {culprit}, which would run code from the file; if "
+                              "you trust it, pass trusted=True (--trust-pickle on the command "
+                              "line)") from None
+
+
+# module types whose shape attributes follow their weights
+_SHAPE_ATTRIBUTES = {
+    nn.Linear: lambda m, w: {"in_features": w.shape[1], "out_features": w.shape[0]},
+    nn.modules.conv._ConvNd: lambda m, w: (
+        {"in_channels": w.shape[0], "out_channels": w.shape[1] * m.groups}
+        if m.transposed else {"in_channels": w.shape[1] * m.groups, "out_channels": w.shape[0]}),
+    nn.modules.batchnorm._NormBase: lambda m, w: {"num_features": w.shape[0]},
+    nn.LayerNorm: lambda m, w: {"normalized_shape": tuple(w.shape)},
+    nn.GroupNorm: lambda m, w: {"num_channels": w.shape[0]},
+}
+
+
+def load_resized(model: nn.Module, state_dict: dict[str, torch.Tensor],
+                 what: str = "the state_dict") -> nn.Module:
+    """``model`` (the unpruned architecture, modified in place and returned) resized to the
+    tensors of ``state_dict`` (a pruned model's) and loaded with them: every parameter and
+    buffer takes the stored tensor's shape, a bias the surgery added is added, and the shape
+    attributes of ``Linear``, convolutions, BatchNorm, LayerNorm and GroupNorm follow their
+    weights (as Torch-Pruning's ``load_state_dict`` does).
+
+    Raises:
+        CheckpointError: a stored tensor the model has no place for, one the model has and the
+            file lacks, or a resized module of another type (named).
+    """
+    modules = dict(model.named_modules())
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state_dict))
+    if missing:
+        raise CheckpointError(f"{what} lacks {missing[0]} of the given model: not a pruned copy "
+                              "of this architecture")
+    resized: set[str] = set()
+    for key, tensor in state_dict.items():
+        owner, _, attr = key.rpartition(".")
+        module = modules.get(owner)
+        if module is None or not (attr in module._parameters or attr in module._buffers
+                                  or (attr == "bias" and hasattr(module, "bias"))):
+            raise CheckpointError(f"{what} holds {key}, which the given model has no place for")
+        current = getattr(module, attr, None)
+        if current is not None and current.shape == tensor.shape:
+            continue
+        if attr in module._buffers:
+            module._buffers[attr] = tensor.new_empty(tensor.shape)
+        else:
+            module._parameters[attr] = nn.Parameter(tensor.new_empty(tensor.shape),
+                                                    requires_grad=tensor.is_floating_point())
+        resized.add(owner)
+    with torch.no_grad():
+        for owner in sorted(resized):
+            module = modules[owner]
+            rule = next((f for t, f in _SHAPE_ATTRIBUTES.items() if isinstance(module, t)), None)
+            shaped = getattr(module, "weight", None)
+            if shaped is None and isinstance(module, nn.modules.batchnorm._NormBase):
+                shaped = module.running_mean
+            if rule is None or shaped is None:
+                raise CheckpointError(f"{what} resizes {owner} ({type(module).__name__}), whose "
+                                      "shape attributes coreprune does not know: load the "
+                                      "stored structure instead (trusted=True)")
+            for name, value in rule(module, shaped).items():
+                setattr(module, name, value)
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{what} does not fit the given model: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
+    return model
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-         trusted: bool = False) -> nn.Module:
-    """Load a model saved by :func:`save`, with its (pruned) shapes; ``trusted`` as in
-    :func:`load_with_metadata`."""
-    return load_with_metadata(path, map_location, trusted)[0]
+         trusted: bool = False, model: nn.Module | None = None) -> nn.Module:
+    """Load a model saved by :func:`save`, with its (pruned) shapes; ``trusted`` and ``model``
+    as in :func:`load_with_metadata`."""
+    return load_with_metadata(path, map_location, trusted, model)[0]
