@@ -192,3 +192,13 @@ def test_the_stored_structure_holds_no_weights_and_runs_no_code(tmp_path):
     with pytest.raises(CheckpointError, match="which would run code from the file"):
         coreprune.load(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_a_timm_state_dict_builds_by_name():
+    timm = pytest.importorskip("timm")
+    from coreprune.models import build_model_for_state_dict
+
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=6).eval()
+    built = build_model_for_state_dict("resnet10t", net.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    assert type(built) is type(net) and torch.equal(built(x), net(x))
