@@ -13,7 +13,8 @@ def write_idx(path, arr, gz=False):
     codes = {np.uint8: 0x08, np.int32: 0x0C}
     head = bytes([0, 0, codes[arr.dtype.type], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     data = head + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed: 3.12's gzip buffers writes
+        f.write(data)
 
 
 @pytest.mark.parametrize("gz", [False, True])
