@@ -191,9 +191,26 @@ def _is_torchscript(p: Path) -> bool:
         return False
 
 
+def _unpickle(source: Path | BytesIO, map_location: str | torch.device | None,
+              trusted: bool) -> Any:
+    """``torch.load`` of ``source``, restricted unless ``trusted``; a class the restricted
+    loader does not build is one :class:`CheckpointError` line naming it."""
+    try:
+        if trusted:
+            return torch.load(source, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_safe_module_classes()):
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        marker = "Unsupported global: GLOBAL "
+        culprit = str(exc).split(marker, 1)[1].split()[0] if marker in str(exc) else first[:120]
+        raise CheckpointError(
+            f"loading needs {culprit}, which would run code from the file; if you trust it, "
+            "pass trusted=True (--trust-pickle on the command line)") from None
+
+
 def _read(p: Path, map_location: str | torch.device, trusted: bool) -> Any:
-    """``torch.load`` of ``p``, restricted unless ``trusted``; every failure one
-    :class:`CheckpointError` line."""
+    """:func:`_unpickle` of file ``p``; every failure one :class:`CheckpointError` line."""
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     if _is_torchscript(p):
@@ -202,17 +219,9 @@ def _read(p: Path, map_location: str | torch.device, trusted: bool) -> Any:
             "rewrite: save the nn.Module (torch.save(model), then --trust-pickle) or its "
             "state_dict (torch.save(model.state_dict()), then --model NAME) instead")
     try:
-        if trusted:
-            return torch.load(p, map_location=map_location, weights_only=False)
-        with torch.serialization.safe_globals(_safe_module_classes()):
-            return torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        marker = "Unsupported global: GLOBAL "
-        culprit = str(exc).split(marker, 1)[1].split()[0] if marker in str(exc) else first[:120]
-        raise CheckpointError(
-            f"{p}: loading needs {culprit}, which would run code from the file; if you trust "
-            "it, pass trusted=True (--trust-pickle on the command line)") from None
+        return _unpickle(p, map_location, trusted)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{p}: {exc}") from None
     except Exception as exc:  # torch raises many types for corrupt files
         raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
@@ -313,7 +322,7 @@ def _from_checkpoint(p: Path, payload: Any, trusted: bool = False,
         stored = payload["model"]
     else:
         try:
-            stored = _read_bytes(payload["module"], trusted)
+            stored = _unpickle(BytesIO(payload["module"]), None, trusted)
         except CheckpointError as exc:
             raise CheckpointError(f"{p}: {exc} (or pass model=, the unpruned architecture, to "
                                   "coreprune.load)") from None
@@ -325,22 +334,6 @@ def _from_checkpoint(p: Path, payload: Any, trusted: bool = False,
         raise CheckpointError(f"{p}: weights do not match the architecture: "
                               f"{str(exc).splitlines()[0]}") from None
     return stored, meta
-
-
-def _read_bytes(data: bytes, trusted: bool) -> Any:
-    """``torch.load`` of a byte string, restricted unless ``trusted``."""
-    try:
-        if trusted:
-            return torch.load(BytesIO(data), weights_only=False)
-        with torch.serialization.safe_globals(_safe_module_classes()):
-            return torch.load(BytesIO(data), weights_only=True)
-    except pickle.UnpicklingError as exc:
-        marker = "Unsupported global: GLOBAL "
-        culprit = (str(exc).split(marker, 1)[1].split()[0] if marker in str(exc)
-                   else "a class outside torch.nn, torchvision and the zoo")
-        raise CheckpointError(f"loading needs {culprit}, which would run code from the file; if "
-                              "you trust it, pass trusted=True (--trust-pickle on the command "
-                              "line)") from None
 
 
 # module types whose shape attributes follow their weights
@@ -389,19 +382,18 @@ def load_resized(model: nn.Module, state_dict: dict[str, torch.Tensor],
             module._parameters[attr] = nn.Parameter(tensor.new_empty(tensor.shape),
                                                     requires_grad=tensor.is_floating_point())
         resized.add(owner)
-    with torch.no_grad():
-        for owner in sorted(resized):
-            module = modules[owner]
-            rule = next((f for t, f in _SHAPE_ATTRIBUTES.items() if isinstance(module, t)), None)
-            shaped = getattr(module, "weight", None)
-            if shaped is None and isinstance(module, nn.modules.batchnorm._NormBase):
-                shaped = module.running_mean
-            if rule is None or shaped is None:
-                raise CheckpointError(f"{what} resizes {owner} ({type(module).__name__}), whose "
-                                      "shape attributes coreprune does not know: load the "
-                                      "stored structure instead (trusted=True)")
-            for name, value in rule(module, shaped).items():
-                setattr(module, name, value)
+    for owner in sorted(resized):
+        module = modules[owner]
+        rule = next((f for t, f in _SHAPE_ATTRIBUTES.items() if isinstance(module, t)), None)
+        shaped = getattr(module, "weight", None)
+        if shaped is None and isinstance(module, nn.modules.batchnorm._NormBase):
+            shaped = module.running_mean
+        if rule is None or shaped is None:
+            raise CheckpointError(f"{what} resizes {owner} ({type(module).__name__}), whose "
+                                  "shape attributes coreprune does not know: load the stored "
+                                  "structure instead (trusted=True)")
+        for name, value in rule(module, shaped).items():
+            setattr(module, name, value)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
