@@ -156,6 +156,14 @@ def _consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
             yield m, idxs[order].reshape(n, -1)
 
 
+def _named_consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
+    """:func:`_consumer_slices` with each consumer's module name first: ``(name, module,
+    index matrix)`` (per-consumer folds and moments are keyed by name)."""
+    names = {id(m): n for n, m in graph.model.named_modules()}
+    for m, cols in _consumer_slices(graph, g):
+        yield names[id(m)], m, cols
+
+
 def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
     """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model)."""
     named = dict(graph.model.named_modules())
@@ -181,12 +189,11 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
             w = w * scale[:, None]
         incoming.append(torch.cat([w, b[:, None]], dim=1))
     outgoing, columns, start = [], {}, 0
-    names = {id(m): n for n, m in graph.model.named_modules()}
-    for m, cols in _consumer_slices(graph, g):
+    for name, m, cols in _named_consumer_slices(graph, g):
         w = m.weight.detach().cpu().double()
         sl = w[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
         outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
-        columns[names[id(m)]] = slice(start, start + outgoing[-1].shape[1])
+        columns[name] = slice(start, start + outgoing[-1].shape[1])
         start += outgoing[-1].shape[1]
     return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
                    torch.cat(filters, 1).numpy(), g.name, bias=raw_bias,
@@ -300,13 +307,12 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
     own fold. With ``change.renormalize`` the BatchNorm after it is renormalised as
     :class:`~coreprune.compensation.ConsumerChange` states.
     """
-    names = {id(m): n for n, m in graph.model.named_modules()}
     folds = change.per_consumer or {}
     if (change.renormalize is not None or not change.fold.is_drop()
             or not all(f.is_drop() for f in folds.values())):
         with torch.no_grad():
-            for m, cols in _consumer_slices(graph, g):
-                fold = folds.get(names[id(m)], change.fold)
+            for name, m, cols in _named_consumer_slices(graph, g):
+                fold = folds.get(name, change.fold)
                 if change.renormalize is None and fold.is_drop():
                     continue
                 mixing = torch.as_tensor(fold.mixing)
@@ -325,7 +331,7 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
                     norm.running_var *= ratio.to(norm.running_var)
                 if torch.any(offset != 0):
                     weighted = taps
-                    size = (input_sizes or {}).get(names.get(id(m), ""))
+                    size = (input_sizes or {}).get(name)
                     if isinstance(m, nn.Conv2d) and size is not None:
                         weighted = taps * tap_coverage(m, size)  # (out, n, c, kh, kw)
                     shift = torch.einsum("on...,n->o", weighted, offset)

@@ -27,7 +27,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..reconstruction import Gaussian
-from .groups import NORMS, UnitGroup, _consumer_slices, layer_inputs
+from .groups import NORMS, UnitGroup, _consumer_slices, _named_consumer_slices, layer_inputs
 from .propagation import InputPrior
 
 __all__ = ["batchnorm_matched_inputs", "SampledMoments", "AutoMoments", "synthesis_flops"]
@@ -163,11 +163,10 @@ class SampledMoments:
     def consumer_moments(self, g: UnitGroup) -> dict[str, Gaussian]:
         """The units' moments as each consumer reads them (consumer name -> moments): for
         channels coupled across residual additions every consumer reads another state."""
-        slices = list(_consumer_slices(self.graph, g))
-        seen = layer_inputs(self.graph.model, self.inputs, [m for m, _ in slices], stop=True)
-        names = {id(m): n for n, m in self.graph.model.named_modules()}
-        return {names[id(m)]: _channel_moments(seen[id(m)], cols, g.n_units)
-                for m, cols in slices if id(m) in seen}
+        slices = list(_named_consumer_slices(self.graph, g))
+        seen = layer_inputs(self.graph.model, self.inputs, [m for _, m, _ in slices], stop=True)
+        return {name: _channel_moments(seen[id(m)], cols, g.n_units)
+                for name, m, cols in slices if id(m) in seen}
 
     def prior_preactivation(self, g: UnitGroup) -> None:
         """Not given (the guard that reads it concerns the analytic model's prior)."""
