@@ -10,18 +10,17 @@ Writes ``benchmarks/results/studies/allocation.{json,log}``; the CNNs are tested
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+from _outputs import write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "benchmarks" / "results" / "studies"
 CONFIGS = {  # config -> parameter levels
     "lenet300_fmnist_datafree": (0.7, 0.8, 0.9), "lenet300_fmnist_nm": (0.7, 0.8, 0.9),
     "mlp_fmnist_gelu": (0.7, 0.8, 0.9), "mlp_fmnist_silu": (0.7, 0.8, 0.9),
@@ -32,7 +31,6 @@ CONFIGS = {  # config -> parameter levels
 
 
 def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
     result = {}
     lines = ["# Allocation: uniform vs same predicted error (greedy + reconstruct, before "
              "fine-tuning; mean over trained models)", "",
@@ -54,9 +52,7 @@ def main() -> int:
         lines.append(f"| {name} | {' / '.join(f'{100 * r:.0f}%' for r in levels)} | "
                      f"{cells[0]} | {cells[1]} |")
         print(lines[-1], flush=True)
-    (OUT / "allocation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / "allocation.log").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_study("allocation", lines, result)
     return 0
 
 

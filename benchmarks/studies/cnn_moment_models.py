@@ -15,12 +15,12 @@ Writes ``benchmarks/results/studies/cnn_moment_models.{json,log}``; accuracy on 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _outputs import write_study
 
 import coreprune.pruning.groups as groups
 import coreprune.pruning.pruner as pruner_module
@@ -32,7 +32,6 @@ from coreprune.reconstruction import Gaussian
 from coreprune.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "benchmarks" / "results" / "studies"
 LEVELS = (0.3, 0.5, 0.7)
 
 
@@ -64,7 +63,6 @@ def _run(model, te, x, levels, **options) -> list[float]:
 
 
 def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
     result, lines = {}, ["# CNN moment models (greedy + reconstruct, before fine-tuning, "
                          "2,000 test images)", "",
                          "| model | setting | " + " | ".join(f"{100 * r:.0f}%" for r in LEVELS)
@@ -112,9 +110,7 @@ def main() -> int:
                          + " | ".join(f"{cells[r]:.2f}" if r in cells else "-" for r in LEVELS)
                          + " |")
             print(lines[-1], flush=True)
-    (OUT / "cnn_moment_models.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / "cnn_moment_models.log").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_study("cnn_moment_models", lines, result)
     return 0
 
 

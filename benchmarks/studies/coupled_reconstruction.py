@@ -14,13 +14,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from _outputs import write_study
+
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.metrics import count_params
 from coreprune.pruning import Pruner, synthesis
 from coreprune.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "benchmarks" / "results" / "studies" / "coupled_reconstruction.log"
 LEVELS = (0.3, 0.5)
 
 
@@ -47,9 +48,7 @@ def main() -> int:
     for cls in (synthesis.SampledMoments, synthesis.AutoMoments):  # the per-consumer folds off
         cls.consumer_moments = lambda self, g: None
     row("stream pruned, dropped", True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_study("coupled_reconstruction", lines)
     return 0
 
 

@@ -12,12 +12,12 @@ Writes ``benchmarks/results/studies/input_model_gap.{json,log}``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from _outputs import write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.importance import CoresetImportance, UnitSet
@@ -31,7 +31,6 @@ from coreprune.reconstruction import (
 from coreprune.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "benchmarks" / "results" / "studies"
 
 
 def _linears(model: torch.nn.Module) -> list[torch.nn.Linear]:
@@ -91,7 +90,6 @@ def _prune(model, te, x_train, keep_ratio, inputs: str, selection: str = "greedy
 
 def main() -> int:
     torch.set_num_threads(2)
-    OUT.mkdir(parents=True, exist_ok=True)
     levels = (0.5, 0.4, 0.3, 0.2, 0.1)  # keep ratios: 50-90% of the hidden units removed
     result = {"input_model": {}, "selection_x_fold": {}}
     lines = ["# Input model gap (diagnostics that read training data)", "",
@@ -127,9 +125,7 @@ def main() -> int:
             row.append(float(np.mean(accs)))
         lines.append(f"| {selection} | {row[0]:.2f} | {row[1]:.2f} |")
         print(lines[-1], flush=True)
-    (OUT / "input_model_gap.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / "input_model_gap.log").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_study("input_model_gap", lines, result)
     return 0
 
 
