@@ -325,15 +325,7 @@ class Pruner:
         if self.needs_moments:  # a working copy pruned group by group, for the moment model
             live = copy.deepcopy(model)
             graph_live = build_graph(live, x)
-            analytic = MomentPropagator(graph_live, x, self.input_prior, self.moment_method,
-                                        seed=self.seed)
-            if self.moment_model == "synthetic":
-                propagator = self._synthetic(work, x, graph_live)
-            elif self.moment_model == "auto":
-                propagator = AutoMoments(analytic, lambda: self._synthetic(
-                    work, x, graph_live, budget=True))
-            else:
-                propagator = analytic
+            propagator = self._moment_model(work, x, graph_live)
             named_live = dict(live.named_modules())
         sizes = input_sizes(work, x)
         selections, changes, seconds = [], [], []
@@ -391,12 +383,7 @@ class Pruner:
         work = copy.deepcopy(model)
         g_work = build_graph(work, x)
         named = dict(work.named_modules())
-        analytic = MomentPropagator(g_work, x, self.input_prior, self.moment_method,
-                                    seed=self.seed)
-        model_of = (AutoMoments(analytic, lambda: self._synthetic(work, x, g_work, budget=True))
-                    if self.moment_model == "auto" else
-                    self._synthetic(work, x, g_work) if self.moment_model == "synthetic"
-                    else analytic)
+        model_of = self._moment_model(work, x, g_work)
         curves = []
         for gi, g in enumerate(groups):
             h = None
@@ -409,6 +396,18 @@ class Pruner:
             total = res.errors[0]
             curves.append(res.errors / total if total > 0 else np.zeros(g.n_units + 1))
         return curves
+
+    def _moment_model(self, source: nn.Module, x: torch.Tensor, graph):
+        """The moment model (``moment_model``) of ``graph``'s model: the analytic propagator,
+        moments on synthetic inputs made from ``source``, or (auto) the first with the second
+        behind residual additions."""
+        if self.moment_model == "synthetic":
+            return self._synthetic(source, x, graph)
+        analytic = MomentPropagator(graph, x, self.input_prior, self.moment_method,
+                                    seed=self.seed)
+        if self.moment_model == "auto":
+            return AutoMoments(analytic, lambda: self._synthetic(source, x, graph, budget=True))
+        return analytic
 
     def _synthetic(self, model: nn.Module, x: torch.Tensor, graph,
                    budget: bool = False) -> SampledMoments | None:
