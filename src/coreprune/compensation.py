@@ -250,11 +250,11 @@ class LeastSquaresCompensation(Compensation):
       (``info["guard_offset_dropped"]``, the share; the share is in
       ``info["variance_share"]`` for every such layer). Deeper layers are left alone: their
       pre-activation means are the network's own (a sigmoid's outputs average 0.5). Measured
-      on the README's MLPs (``benchmarks/studies/datafree_settings.py``): under the default
-      prior the share was 0.99-1.0 at the first layer; under priors with a wrong non-zero mean
-      ("grey pixels") 0.06-0.23, and there the constant made reconstruction worse than plain
-      dropping (tanh MLP at 80%: 37.1 vs 64.7) while the linear part alone did better than
-      either (70.8).
+      on the README's MLPs: under the default prior the share was 0.99-1.0 at the first layer,
+      under priors with a wrong non-zero mean ("grey pixels") 0.06-0.23; with this rule,
+      reconstruction under those priors lost 22.6 and 25.8 points on average against 31.2 and
+      33.7 for plain dropping (``benchmarks/results/studies/datafree_settings.log``; it still
+      loses to dropping on the [0, 1]-pixel GELU and SiLU MLPs, docs/method.md §3).
 
     Where a layer has no moment model (``units.moments is None``: an activation path the
     propagation does not cover), it falls back to ``bn-mean`` where that applies, else to
@@ -295,16 +295,16 @@ class LeastSquaresCompensation(Compensation):
                 **fallback.info, "compensation": f"{fallback.info['compensation']} (fallback: "
                 "no moment model for this layer)"})
         fold, info = self._fold(h, units.outgoing, selection.indices)
+        gram = output_gram(units.outgoing)
         pre = units.prior_preactivation
         if pre is not None:
-            weight = np.diag(output_gram(units.outgoing))
+            weight = np.diag(gram)
             second = float(weight @ (np.diag(pre.cov) + pre.mean**2))
             share = float(weight @ np.diag(pre.cov)) / second if second > 0 else 1.0
             info["variance_share"] = share
             if share < self.min_variance_share and np.any(fold.offset):
                 fold = replace(fold, offset=np.zeros(units.n))
                 info["guard_offset_dropped"] = share
-        gram = output_gram(units.outgoing)
         info["predicted_error"] = fold_error(h, gram, fold)
         info["predicted_error_drop"] = fold_error(h, gram, drop_fold(units.n, selection.indices))
         return ConsumerChange(fold, None, info)

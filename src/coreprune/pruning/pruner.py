@@ -183,7 +183,8 @@ class Pruner:
             additions), if the model has BatchNorm and the synthesis costs at most
             ``synthesis_budget`` FLOPs (``3 x forward x inputs x steps``; 1e13 is a few minutes
             on 2 CPU cores, seconds on a GPU), else the local prior. Measured on ResNet-56 at
-            50%: greedy + reconstruct 38.5 (local prior) vs 87.6 (synthetic); on VGG-16 the
+            50%: greedy + reconstruct 49.45 (local prior) vs 88.15 (synthetic inputs;
+            ``benchmarks/results/studies/cnn_moment_models.log``); on VGG-16 the
             analytic model is as good and much faster.
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
