@@ -29,7 +29,7 @@ from .bench import (
 )
 from .compensation import compensation_description, compensations
 from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
-from .errors import CorepruneError, InvalidArgumentError
+from .errors import CorepruneError, InvalidArgumentError, describe
 from .experiment import prune_and_evaluate, prune_model
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
@@ -165,9 +165,8 @@ def _check_forward(model: torch.nn.Module, x: torch.Tensor, what: str) -> None:
         with torch.no_grad():
             model.eval()(x)
     except Exception as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise InvalidArgumentError(f"the model fails on {what} of shape {tuple(x.shape)} "
-                                   f"({type(exc).__name__}: {first})") from None
+                                   f"({describe(exc)})") from None
 
 
 def _options(pairs: list[str], flag: str = "--option") -> dict[str, Any]:

@@ -17,6 +17,7 @@ __all__ = [
     "OutputExistsError",
     "GeometryError",
     "DeviceMismatchError",
+    "describe",
 ]
 
 
@@ -58,3 +59,10 @@ class GeometryError(CorepruneError, ValueError):
 
 class DeviceMismatchError(CorepruneError, ValueError):
     """A model (or its inputs) is on another device than the one asked for, or on several."""
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """``"TypeName: first line of the message"`` (at most ``limit`` characters of the line):
+    how a one-line coreprune error cites an exception it wraps."""
+    text = str(exc).splitlines()[0][:limit] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"

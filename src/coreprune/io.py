@@ -36,7 +36,7 @@ import yaml
 from torch import nn
 
 from ._version import __version__
-from .errors import CheckpointError, DataFileError, OutputExistsError
+from .errors import CheckpointError, DataFileError, OutputExistsError, describe
 
 __all__ = ["save", "load", "load_with_metadata", "load_model_file", "load_resized",
            "atomic_write_bytes", "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
@@ -223,8 +223,7 @@ def _read(p: Path, map_location: str | torch.device, trusted: bool) -> Any:
     except CheckpointError as exc:
         raise CheckpointError(f"{p}: {exc}") from None
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise CheckpointError(f"{p}: not a readable checkpoint ({describe(exc)})") from None
 
 
 def _state_dict_of(payload: Any) -> dict[str, torch.Tensor] | None:

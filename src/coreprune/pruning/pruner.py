@@ -24,6 +24,7 @@ from ..errors import (
     InvalidArgumentError,
     InvalidWeightsError,
     UnsupportedModelError,
+    describe,
 )
 from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
@@ -495,9 +496,8 @@ def _public_boundary(model: nn.Module, stage: list[str]):
     except CorepruneError:
         raise
     except Exception as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise UnsupportedModelError(
-            f"{type(model).__name__}: {stage[0]} failed ({type(exc).__name__}: {first}); "
+            f"{type(model).__name__}: {stage[0]} failed ({describe(exc)}); "
             "coreprune cannot prune this model as it is: pass the modules involved in "
             "ignored_layers to leave them whole, or report the model") from exc
 
