@@ -172,6 +172,22 @@ def test_own_architecture_loads_pruned_weights_without_unpickling_its_class(tmp_
         coreprune.load(tmp_path / "small.pt", model=nn.Sequential(nn.Linear(3, 2)))
 
 
+def test_depthwise_convolutions_stay_depthwise_when_reloaded_into_the_architecture(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.mobilenet_v2(num_classes=4, width_mult=0.25).eval()
+    x = torch.randn(2, 3, 32, 32)
+    small = coreprune.prune(net, "l1", keep_ratio=0.5, example_inputs=x[:1])
+    dw = small.features[2].conv[1][0]
+    assert dw.groups == dw.in_channels == dw.out_channels < net.features[2].conv[1][0].groups
+    save(small, tmp_path / "small.pt")
+    mine = coreprune.load(tmp_path / "small.pt", model=torchvision.models.mobilenet_v2(
+        num_classes=4, width_mult=0.25))
+    assert mine.features[2].conv[1][0].groups == dw.groups
+    torch.testing.assert_close(mine.eval()(x), small(x))
+
+
 def test_the_stored_structure_holds_no_weights_and_runs_no_code(tmp_path):
     import io as stdlib_io
 

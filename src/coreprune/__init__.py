@@ -11,6 +11,7 @@ from .errors import (
     BudgetError,
     CheckpointError,
     CorepruneError,
+    CorepruneWarning,
     DataFileError,
     GeometryError,
     InvalidArgumentError,
@@ -20,12 +21,13 @@ from .errors import (
 )
 from .importance import get_method, methods, register_method
 from .io import load, save
-from .pruning import Pruner, PruneReport, prune
+from .pruning import Pruner, PruneReport, prune, report_of
 
 __all__ = [
     "BudgetError",
     "CheckpointError",
     "CorepruneError",
+    "CorepruneWarning",
     "DataFileError",
     "GeometryError",
     "InvalidArgumentError",
@@ -40,5 +42,6 @@ __all__ = [
     "methods",
     "prune",
     "register_method",
+    "report_of",
     "save",
 ]

@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from .bench import (
 )
 from .compensation import compensation_description, compensations
 from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
-from .errors import CorepruneError, InvalidArgumentError, describe
+from .errors import CorepruneError, CorepruneWarning, InvalidArgumentError, describe
 from .experiment import prune_and_evaluate, prune_model
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
@@ -530,13 +531,26 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        device = getattr(args, "device", None)
-        if device and str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise InvalidArgumentError(f"--device {device}: CUDA is not available here")
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", CorepruneWarning)
+            warnings.showwarning = _show_warning
+            return _run(args)
     except CorepruneError as exc:
         print(f"coreprune: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _show_warning(message, category, *_args, **_kwargs) -> None:
+    """Warnings as one line on stderr (a coreprune warning without the source line)."""
+    prefix = "coreprune: warning" if issubclass(category, CorepruneWarning) else category.__name__
+    print(f"{prefix}: {message}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    device = getattr(args, "device", None)
+    if device and str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"--device {device}: CUDA is not available here")
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ __all__ = [
     "OutputExistsError",
     "GeometryError",
     "DeviceMismatchError",
+    "CorepruneWarning",
     "describe",
 ]
 
@@ -59,6 +60,11 @@ class GeometryError(CorepruneError, ValueError):
 
 class DeviceMismatchError(CorepruneError, ValueError):
     """A model (or its inputs) is on another device than the one asked for, or on several."""
+
+
+class CorepruneWarning(UserWarning):
+    """Something the user should know about a result that is still correct (e.g. layers that
+    could not be pruned and the share of parameters they hold)."""
 
 
 def describe(exc: BaseException, limit: int = 200) -> str:

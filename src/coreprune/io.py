@@ -340,7 +340,11 @@ _SHAPE_ATTRIBUTES = {
     nn.Linear: lambda m, w: {"in_features": w.shape[1], "out_features": w.shape[0]},
     nn.modules.conv._ConvNd: lambda m, w: (
         {"in_channels": w.shape[0], "out_channels": w.shape[1] * m.groups}
-        if m.transposed else {"in_channels": w.shape[1] * m.groups, "out_channels": w.shape[0]}),
+        if m.transposed else
+        # a depthwise convolution stays depthwise: one group per kept channel
+        {"in_channels": w.shape[0], "out_channels": w.shape[0], "groups": w.shape[0]}
+        if 1 < m.groups == m.in_channels == m.out_channels and w.shape[1] == 1 else
+        {"in_channels": w.shape[1] * m.groups, "out_channels": w.shape[0]}),
     nn.modules.batchnorm._NormBase: lambda m, w: {"num_features": w.shape[0]},
     nn.LayerNorm: lambda m, w: {"normalized_shape": tuple(w.shape)},
     nn.GroupNorm: lambda m, w: {"num_channels": w.shape[0]},

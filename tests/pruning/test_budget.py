@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -8,6 +9,8 @@ from coreprune.models import build_model
 from coreprune.pruning import Pruner
 from coreprune.pruning.budget import (
     build_cost_model,
+    error_budget_keep_counts,
+    keep_floors,
     proportional_keep_counts,
     uniform_keep_counts,
 )
@@ -68,3 +71,36 @@ def test_sensitivity_allocation_with_the_coreset_peels_each_layer_once(monkeypat
     assert memo.keep_counts_ == fresh.keep_counts_
     for a, b in zip(memo.selections_, fresh.selections_, strict=True):
         assert (a.indices == b.indices).all() and (a.scores == b.scores).all()
+
+
+def test_keep_floors_hold_under_every_allocation_and_name_the_option_when_impossible():
+    assert keep_floors([40, 7, 1], 0.1) == [4, 1, 1] and keep_floors([40, 7], 0.0) == [1, 1]
+    assert keep_floors([30], 0.1) == [3]  # 0.1 * 30 is 3, not 4
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                          nn.Linear(40, 5))
+    cost, _ = cost_of(model, torch.randn(2, 20))
+    full = cost.params(cost.n_units)
+    # shares 1 : 10 would cut the first layer to 2 units; the floor keeps 4 of its 40
+    assert proportional_keep_counts(cost, 0.9, [1.0, 10.0]) == [2, 25]
+    keep = proportional_keep_counts(cost, 0.9, [1.0, 10.0], min_keep_fraction=0.1)
+    assert keep == [4, 17] and 1 - cost.params(keep) / full >= 0.9
+    curves = [np.linspace(1, 0, 41) ** 8, np.linspace(1, 0, 41)]  # the first layer is cheap
+    keep = error_budget_keep_counts(cost, 0.5, curves, min_keep_fraction=0.25)
+    assert keep[0] >= 10 and 1 - cost.params(keep) / full >= 0.5
+    with pytest.raises(BudgetError, match="25% of the units .*lower min_keep_fraction"):
+        uniform_keep_counts(cost, 0.9, min_keep_fraction=0.25)
+    uniform_keep_counts(cost, 0.9)  # one unit per layer meets it
+
+
+def test_pruner_floors_global_targets_only_and_checks_the_option():
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                          nn.Linear(40, 5))
+    x = torch.randn(2, 20)
+    with pytest.raises(BudgetError, match="min_keep_fraction"):  # the default floor: 4 of 40
+        Pruner("l1", params_removed=0.97).fit(model, x)
+    p = Pruner("l1", params_removed=0.97, min_keep_fraction=0.0).fit(model, x)
+    assert max(p.keep_counts_) < 4
+    p = Pruner("l1", keep_ratio=0.05).fit(model, x)  # asked for: no floor
+    assert p.keep_counts_ == [2, 2]
+    with pytest.raises(InvalidArgumentError, match="min_keep_fraction must lie in"):
+        Pruner("l1", params_removed=0.5, min_keep_fraction=1.5)

@@ -34,3 +34,18 @@ def test_peer_errors_are_named():
         prune_with_torch_pruning(mlp, "tp-taylor", s.groups_, s.keep_counts_, x)
     with pytest.raises(InvalidArgumentError, match="unknown peer"):
         prune_with_torch_pruning(mlp, "tp-nope", s.groups_, s.keep_counts_, x)
+
+
+def test_peer_prunes_depthwise_blocks_and_gates_with_their_units():
+    """MobileNet-V3's depthwise convs and squeeze-and-excitation gates ride with the units they
+    carry: Torch-Pruning prunes them too, to coreprune's structure."""
+    import torchvision
+
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    structure = Pruner("l1", params_removed=0.4).fit(model, x)
+    assert any(g.carriers for g in structure.groups_) and any(g.gates for g in structure.groups_)
+    out = prune_with_torch_pruning(model, "tp-magnitude", structure.groups_,
+                                   structure.keep_counts_, x)
+    assert count_params(out) == count_params(structure.transform(model))
+    assert out(x).shape == (2, 10)

@@ -279,3 +279,48 @@ def test_coupled_residual_channels_are_reconstructed_per_consumer():
     torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
     drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
     assert (drop(x) - model(x)).abs().max() > 1e-2
+
+
+class _DepthwiseNet(torch.nn.Module):
+    """conv(3->8) -> ReLU -> depthwise conv(8) -> ReLU -> conv(8->6) -> ReLU -> mean -> linear
+    (MobileNet's expansion, depthwise and projection): units 5, 6, 7 are 2.5 x unit 0, a copy of
+    unit 1 and zero through both convolutions that carry them."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.c2 = nn.Conv2d(8, 6, 1)
+        self.fc = nn.Linear(6, 4)
+        with torch.no_grad():
+            for conv, bias_scale in ((self.c1, 2.5), (self.dw, 2.5)):
+                w, b = conv.weight, conv.bias
+                w[5] = (2.5 if conv is self.c1 else 1.0) * w[0]
+                b[5] = bias_scale * b[0]
+                w[6], b[6], w[7], b[7] = w[1], b[1], 0.0, 0.0
+
+    def features(self, x):
+        return torch.relu(self.c2(torch.relu(self.dw(torch.relu(self.c1(x))))))
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_units_carried_through_a_depthwise_conv_reconstruct_exactly():
+    torch.manual_seed(0)
+    model = _DepthwiseNet().eval()
+    x = torch.randn(16, 3, 10, 10)
+    p = Pruner(KeepFirst(), layer_ratios={"c1": 5 / 8}, compensate="reconstruct")
+    out = p.fit_transform(model, x[:2])
+    assert (out.c1.out_channels, out.dw.in_channels, out.dw.out_channels, out.dw.groups,
+            out.c2.in_channels) == (5, 5, 5, 5, 5)
+    assert [g.carriers for g in p.groups_] == [["dw"], []]  # c1 (carried), c2
+    assert p.report_.params_after == count_params(out) == count_params(model) - 3 * (3 + 1) \
+        - 3 * (9 + 1) - 6 * 3
+    assert p.report_.layers[0].info["predicted_error"] < 1e-7  # analytic moments through dw
+    torch.testing.assert_close(out.features(x), model.features(x), rtol=1e-4, atol=1e-5)
+    same = Pruner(KeepFirst(), layer_ratios={"c1": 1.0}).fit_transform(model, x[:2])
+    torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)
+    drop = Pruner(KeepFirst(), layer_ratios={"c1": 5 / 8}, compensate="none").fit_transform(
+        model, x[:2])
+    assert (drop.features(x) - model.features(x)).abs().max() > 1e-2

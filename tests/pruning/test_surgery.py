@@ -3,6 +3,8 @@ import pytest
 import torch
 from torch import nn
 
+import coreprune
+from coreprune.errors import CorepruneWarning
 from coreprune.importance import Selection
 from coreprune.metrics import count_params
 from coreprune.models import build_model
@@ -224,3 +226,60 @@ def test_torchvision_cnns_prune_with_reconstruction_and_run(name):
         assert comp.startswith("reconstruct") or ("fallback" in comp and lr.info["moment_model"])
     reconstructed = [lr.info["compensation"] == "reconstruct" for lr in pruner.report_.layers]
     assert any(reconstructed) == (name not in ("squeezenet1_0", "convnext_tiny"))
+
+
+MOBILE_CNNS = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "mnasnet0_5")
+
+
+@pytest.mark.parametrize("name", MOBILE_CNNS)
+def test_depthwise_networks_prune_every_block(name):
+    """Networks of depthwise blocks (with squeeze-and-excitation gates in MobileNet-V3 and
+    EfficientNet) prune every depthwise block's expansion, none below the 10% floor, and run
+    with the reported parameter count; reconstruction (L1 selection: greedy takes minutes on
+    their 1,000-wide layers on 2 cores) runs where the units are not gated, and the record says
+    why elsewhere."""
+    import torchvision
+
+    from coreprune.pruning.groups import is_depthwise
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    pruner = Pruner("l1", params_removed=0.5, compensate="reconstruct", moment_model="synthetic",
+                    synthetic_inputs=4, synthetic_steps=2)
+    with pytest.warns(CorepruneWarning, match=r"output width of \d+ layers whole"):
+        small = pruner.fit_transform(model, x[:1])
+    y = small(x)
+    assert y.shape == (2, 10) and torch.isfinite(y).all()
+    report = coreprune.report_of(small)
+    assert report is pruner.report_ and report.params_after == count_params(small)
+    assert report.params_removed >= 0.5 and 0 < report.unpruned_share < 0.5
+    before = [m for m in model.modules() if is_depthwise(m)]
+    after = [m for m in small.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(before) == len(after)
+    assert all(a.groups == a.in_channels == a.out_channels < b.groups
+               for b, a in zip(before, after, strict=True))
+    assert min(lr.kept / lr.n_units for lr in report.layers) >= 0.1
+    comps = [lr.info["compensation"] for lr in report.layers]
+    assert all(c == "reconstruct" or "fallback" in c for c in comps) and "reconstruct" in comps
+
+
+def test_layers_left_whole_are_named_in_one_warning_and_the_report():
+    model = build_model("resnet20", in_channels=1).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with pytest.warns(CorepruneWarning) as caught:
+        small = coreprune.prune(model, "l1", params_removed=0.3, example_inputs=x[:1])
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the user's call
+    message = str(caught[0].message)
+    report = coreprune.report_of(small)
+    assert set(report.unpruned) >= {"conv1", "layers.0.conv2"} and "\n" not in message
+    assert f"{len(report.unpruned)} layers" in message and "prune_coupled=True" in message
+    share = sum(p.numel() for name in report.unpruned
+                for p in model.get_submodule(name).parameters()) / count_params(model)
+    assert share < report.unpruned_share < share + 0.01  # plus their BatchNorms
+    assert f"{report.unpruned_share:.1%}" in message
+    with pytest.raises(coreprune.InvalidArgumentError, match="no pruning report"):
+        coreprune.report_of(model)
+    coupled = coreprune.prune(model, "l1", params_removed=0.3, example_inputs=x[:1],
+                              prune_coupled=True)
+    assert coreprune.report_of(coupled).unpruned == {}

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from coreprune.errors import GeometryError
-from coreprune.reconstruction import Activation, Gaussian, spatial
+from coreprune.reconstruction import Activation, Gaussian, activation_moments, spatial
 from coreprune.reconstruction.spatial import Field
 
 
@@ -55,6 +55,27 @@ def test_conv2d_moments_match_monte_carlo_through_torch(stride):
     assert out.rho == pytest.approx(rho, abs=0.03)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_conv2d_equals_conv2d_with_block_diagonal_weight(stride):
+    field = _field(seed=3)
+    rng = np.random.default_rng(4)
+    w, b = rng.normal(size=(5, 1, 3, 3)), rng.normal(size=5)
+    full = np.zeros((5, 5, 3, 3))
+    full[np.arange(5), np.arange(5)] = w[:, 0]
+    dw = spatial.depthwise_conv2d(field, w, b, (stride, stride), (1, 1), (1, 1))
+    ref = spatial.conv2d(field, full, b, (stride, stride), (1, 1), (1, 1))
+    np.testing.assert_allclose(dw.channels.mean, ref.channels.mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw.channels.cov, ref.channels.cov, rtol=1e-10, atol=1e-12)
+    assert dw.rho == pytest.approx(ref.rho, abs=1e-12) and dw.size == ref.size
+    x = _sample_field(field, 3000)  # and both match torch's depthwise convolution
+    y = F.conv2d(x, torch.as_tensor(w), torch.as_tensor(b), stride=stride, padding=1, groups=5)
+    mean, cov, _ = _interior_moments(y, 1)
+    np.testing.assert_allclose(dw.channels.cov, cov, atol=0.04 * np.abs(cov).max())
+    np.testing.assert_allclose(dw.channels.mean, mean, atol=0.04 * np.abs(mean).max())
+    with pytest.raises(GeometryError):
+        spatial.depthwise_conv2d(field, w[:4], b[:4], (1, 1), (1, 1), (1, 1))
+
+
 def test_relu_after_batchnorm_and_pooling_match_monte_carlo():
     field = _field(seed=2, rho=0.7)
     gamma, beta = np.array([1.0, -0.5, 2.0, 0.7, 1.2]), np.array([0.3, 0.0, -0.4, 1.0, 0.2])
@@ -89,6 +110,27 @@ def test_relu_after_batchnorm_and_pooling_match_monte_carlo():
     np.testing.assert_allclose(g.channels.mean, ref.mean(0), atol=0.02 * np.abs(ref).max())
     np.testing.assert_allclose(g.channels.cov, np.cov(ref.T, bias=True),
                                atol=0.4 * np.abs(g.channels.cov).max())
+
+
+@pytest.mark.parametrize("method", ["montecarlo", "quadrature"])
+@pytest.mark.parametrize("name", ["silu", "relu6", "tanh"])
+def test_neighbour_correlation_after_an_activation_matches_sampling(name, method):
+    field = _field(seed=6, rho=0.6)
+    act = Activation(name)
+    h = spatial.activate(field, act, method, samples=40_000)
+    x = _sample_field(field, 3000, seed=7)
+    _, _, rho = _interior_moments(torch.as_tensor(act(x.numpy())), 0)
+    assert h.rho == pytest.approx(rho, abs=0.03)
+    # the channel-by-channel neighbour covariance equals that of all 2n positions jointly
+    var = np.diag(field.channels.cov)
+    pair = Gaussian(np.r_[field.channels.mean, field.channels.mean],
+                    np.block([[np.diag(var), 0.6 * np.diag(var)], [0.6 * np.diag(var),
+                                                                    np.diag(var)]]))
+    joint = np.diag(activation_moments(pair, act, "quadrature", order=24).cov[:5, 5:]).sum()
+    cross = spatial._neighbour_covariance(field.channels.mean, var, 0.6, act, method, 24,
+                                          200_000, 0)
+    # (the joint route projects its 2n x 2n covariance onto the PSD cone: not bit-equal)
+    assert cross == pytest.approx(joint, rel=0.02 if method == "montecarlo" else 0.005)
 
 
 def test_flatten_and_input_fit():

@@ -3,7 +3,15 @@
 
 from .budget import CostModel, build_cost_model, keep_counts_from_ratios, uniform_keep_counts
 from .groups import UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
-from .pruner import LayerReport, Pruner, PruneReport, check_model, default_example_inputs, prune
+from .pruner import (
+    LayerReport,
+    Pruner,
+    PruneReport,
+    check_model,
+    default_example_inputs,
+    prune,
+    report_of,
+)
 
 __all__ = [
     "CostModel",
@@ -19,6 +27,7 @@ __all__ = [
     "find_unit_groups",
     "keep_counts_from_ratios",
     "prune",
+    "report_of",
     "uniform_keep_counts",
     "unit_set",
 ]

@@ -8,6 +8,7 @@ total sensitivity) that meets the target.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,8 +20,8 @@ from torch import nn
 from ..errors import BudgetError
 from .groups import NORMS, PRODUCERS, UnitGroup, _full_group
 
-__all__ = ["CostModel", "build_cost_model", "uniform_keep_counts", "proportional_keep_counts",
-           "error_budget_keep_counts", "keep_counts_from_ratios"]
+__all__ = ["CostModel", "build_cost_model", "keep_floors", "uniform_keep_counts",
+           "proportional_keep_counts", "error_budget_keep_counts", "keep_counts_from_ratios"]
 
 
 @dataclass
@@ -103,40 +104,50 @@ def build_cost_model(graph: tp.DependencyGraph, groups: list[UnitGroup],
     return CostModel(p_terms, f_terms, float(fixed), [g.n_units for g in groups])
 
 
-def uniform_keep_counts(cost: CostModel, target: float, metric: str = "params") -> list[int]:
-    """Keep counts ``round(rho * n_g)`` (at least 1) for the largest uniform keep-ratio rho that
-    removes at least ``target`` of the model's ``metric`` ("params" or "flops").
+def keep_floors(n_units: list[int], min_keep_fraction: float = 0.0) -> list[int]:
+    """The fewest units each group may keep: ``max(1, ceil(min_keep_fraction * n_g))``."""
+    return [max(1, math.ceil(min_keep_fraction * n - 1e-9)) for n in n_units]
+
+
+def uniform_keep_counts(cost: CostModel, target: float, metric: str = "params",
+                        min_keep_fraction: float = 0.0) -> list[int]:
+    """Keep counts ``round(rho * n_g)`` (at least :func:`keep_floors`) for the largest uniform
+    keep-ratio rho that removes at least ``target`` of the model's ``metric`` ("params" or
+    "flops").
 
     Raises:
-        BudgetError: the target cannot be met even keeping one unit per group.
+        BudgetError: the target cannot be met even keeping the floor of every group.
     """
-    return proportional_keep_counts(cost, target, [float(n) for n in cost.n_units], metric)
+    return proportional_keep_counts(cost, target, [float(n) for n in cost.n_units], metric,
+                                    min_keep_fraction)
 
 
 def proportional_keep_counts(cost: CostModel, target: float, shares: list[float],
-                             metric: str = "params") -> list[int]:
-    """Keep counts ``min(n_g, max(1, round(c * shares[g])))`` for the largest c that removes at
-    least ``target`` of ``metric``.
+                             metric: str = "params", min_keep_fraction: float = 0.0) -> list[int]:
+    """Keep counts ``min(n_g, max(floor_g, round(c * shares[g])))`` (``floor_g``:
+    :func:`keep_floors`) for the largest c that removes at least ``target`` of ``metric``.
 
     ``shares = n_g`` is the uniform rule; ``shares = t_g``, each layer's total sensitivity, keeps
     coresets of sizes proportional to t_g, the size docs/method.md §1 needs for the same eps in
     every layer (``N = O(t / eps^2 ...)``).
 
     Raises:
-        BudgetError: the target cannot be met even keeping one unit per group.
+        BudgetError: the target cannot be met even keeping the floor of every group.
     """
     shares = [max(float(s), 1e-12) for s in shares]
+    floors = keep_floors(cost.n_units, min_keep_fraction)
 
     def keep_at(c: float) -> list[int]:
-        return [int(min(n, max(1, round(c * s)))) for n, s in zip(cost.n_units, shares,
-                                                                  strict=True)]
+        return [int(min(n, max(f, round(c * s)))) for n, s, f in zip(cost.n_units, shares,
+                                                                     floors, strict=True)]
 
     hi = max(n / s for n, s in zip(cost.n_units, shares, strict=True))
-    return _most_kept(cost, target, metric, keep_at, 0.0, hi)
+    return _most_kept(cost, target, metric, keep_at, 0.0, hi, min_keep_fraction)
 
 
 def _most_kept(cost: CostModel, target: float, metric: str,
-               keep_at: Callable[[float], list[int]], lo: float, hi: float) -> list[int]:
+               keep_at: Callable[[float], list[int]], lo: float, hi: float,
+               min_keep_fraction: float = 0.0) -> list[int]:
     """``keep_at(t)`` for the largest ``t`` in ``[lo, hi]`` whose keep counts remove at least
     ``target`` of ``metric`` (``keep_at`` keeps more units as ``t`` grows; 60 bisection steps).
 
@@ -150,10 +161,12 @@ def _most_kept(cost: CostModel, target: float, metric: str,
         return 1.0 - fn(keep_at(t)) / full
 
     if removed(lo) < target:
+        floor = (f"{min_keep_fraction:.0%} of the units (min_keep_fraction)"
+                 if min_keep_fraction > 0 else "one unit")
         raise BudgetError(
-            f"removing {target:.1%} of {metric} is impossible: keeping one unit in every "
+            f"removing {target:.1%} of {metric} is impossible: keeping {floor} in every "
             f"prunable layer removes only {removed(lo):.1%} (the rest is in layers coreprune "
-            f"does not prune)")
+            f"does not prune{'; lower min_keep_fraction' if min_keep_fraction > 0 else ''})")
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if removed(mid) >= target:
@@ -164,25 +177,27 @@ def _most_kept(cost: CostModel, target: float, metric: str,
 
 
 def error_budget_keep_counts(cost: CostModel, target: float, curves: list[np.ndarray],
-                             metric: str = "params") -> list[int]:
-    """Keep counts that give every group the same predicted error: ``k_g = min{k >= 1 :
-    curves[g][k] <= eps}`` for the smallest ``eps`` that removes at least ``target`` of
-    ``metric``.
+                             metric: str = "params", min_keep_fraction: float = 0.0) -> list[int]:
+    """Keep counts that give every group the same predicted error: ``k_g = min{k >= floor_g :
+    curves[g][k] <= eps}`` (``floor_g``: :func:`keep_floors`) for the smallest ``eps`` that
+    removes at least ``target`` of ``metric``.
 
     ``curves[g]`` ((n_g + 1,), non-increasing, ``curves[g][n_g] = 0``) is group g's relative
     predicted error with its first k units kept, e.g. the greedy selection's error curve divided
     by its first value (:func:`coreprune.reconstruction.greedy_selection`).
 
     Raises:
-        BudgetError: the target cannot be met even keeping one unit per group.
+        BudgetError: the target cannot be met even keeping the floor of every group.
     """
     curves = [np.minimum.accumulate(np.asarray(c, dtype=np.float64)) for c in curves]
+    floors = keep_floors(cost.n_units, min_keep_fraction)
 
     def keep_at(minus_eps: float) -> list[int]:  # more units kept as eps shrinks
-        return [int(max(1, np.argmax(c <= -minus_eps))) for c in curves]
+        return [int(max(f, np.argmax(c <= -minus_eps))) for c, f in zip(curves, floors,
+                                                                         strict=True)]
 
-    lo = -(max(float(c[1]) for c in curves) + 1.0)  # eps above every curve: one unit each
-    return _most_kept(cost, target, metric, keep_at, lo, 0.0)
+    lo = -(max(float(c[1]) for c in curves) + 1.0)  # eps above every curve: the floors
+    return _most_kept(cost, target, metric, keep_at, lo, 0.0, min_keep_fraction)
 
 
 def keep_counts_from_ratios(groups: list[UnitGroup], ratios: dict[str, float] | float) -> list[int]:

@@ -5,6 +5,14 @@ Structure comes from the model itself through Torch-Pruning's ``DependencyGraph`
 BatchNorm, every consumer's input slice, and, across residual additions, the other producers of
 the same channels). A unit's incoming point is its producers' weight rows with BatchNorm folded
 in and bias appended; its outgoing vector concatenates its input slices in every consumer.
+
+A depthwise convolution (``groups`` = input channels = output channels) that reads the units
+*carries* them: channel i of its output depends on channel i of its input only, so its filter
+and BatchNorm belong to unit i (appended to the incoming point), and the units' output is what
+the layers after the depthwise path read (MobileNet's expansion, depthwise and projection
+convolutions: the expansion's output channels are the units, the projection reads them).
+A layer whose outputs, through a sigmoid-like activation, multiply the units channel by channel
+(a squeeze-and-excitation *gate*) belongs to them too: its output row i gates unit i.
 """
 
 from __future__ import annotations
@@ -21,9 +29,9 @@ from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "find_unit_groups", "unit_set", "apply_change",
-           "apply_selection", "activation_of", "unit_activation", "tap_coverage", "input_sizes",
-           "layer_inputs"]
+__all__ = ["UnitGroup", "build_graph", "is_depthwise", "unit_output", "find_unit_groups",
+           "unit_set", "apply_change", "apply_selection", "activation_of", "unit_activation",
+           "tap_coverage", "input_sizes", "layer_inputs"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -39,6 +47,9 @@ class UnitGroup:
         n_units: number of units.
         producers: module paths of every layer whose outputs are these units (> 1: coupled).
         consumers: module paths of every layer that reads these units.
+        carriers: module paths of the depthwise convolutions the units pass through on their way
+            to the consumers, in order (module docstring).
+        gates: module paths of the layers whose outputs gate the units (module docstring).
         foldable: whether coreset weights can be folded into the consumers (all readers are
             plain ``Conv``/``Linear`` and the units are not coupled through identity paths).
         note: why the group is not foldable, if it is not.
@@ -51,6 +62,8 @@ class UnitGroup:
     consumers: list[str] = field(default_factory=list)
     foldable: bool = True
     note: str = ""
+    carriers: list[str] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)
 
     @property
     def coupled(self) -> bool:
@@ -59,6 +72,29 @@ class UnitGroup:
 
 def _plain(module: nn.Module) -> bool:
     return isinstance(module, PRODUCERS) and getattr(module, "groups", 1) == 1
+
+
+def _is_gate(graph: tp.DependencyGraph, module: nn.Module) -> bool:
+    """Whether ``module``'s output, through activations and views only, is multiplied
+    elementwise into another tensor (a squeeze-and-excitation gate)."""
+    node = graph.module2node[module]
+    for _ in range(4):
+        if len(node.outputs) != 1:
+            return False
+        node = node.outputs[0]
+        name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+        if name.startswith("MulBackward"):
+            return True
+        if activation_of(node) is None and not name.startswith(_PASS_THROUGH):
+            return False
+    return False
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """Whether ``module`` is a depthwise convolution: each output channel reads its own input
+    channel only (``groups == in_channels == out_channels > 1``)."""
+    return (isinstance(module, nn.Conv1d | nn.Conv2d)
+            and 1 < module.groups == module.in_channels == module.out_channels)
 
 
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
@@ -84,12 +120,15 @@ def find_unit_groups(
     graph: tp.DependencyGraph,
     prune_coupled: bool = False,
     ignored_layers: tuple[nn.Module, ...] = (),
+    skipped: dict[str, str] | None = None,
 ) -> list[UnitGroup]:
     """Every prunable group of ``graph``'s model, in module order.
 
     Skipped: groups with no consumer (their units are model outputs), groups touching an
     ignored layer, and, unless ``prune_coupled``, groups whose channels are shared by several
-    producers (the residual stream).
+    producers (the residual stream). Depthwise convolutions are never roots: they carry the
+    units of the layer they read (module docstring). ``skipped``, when given, receives
+    ``{module path: why}`` for every producer of a coupled group left whole.
 
     Raises:
         UnsupportedModelError: a group holds a module with parameters that coreprune cannot
@@ -100,10 +139,11 @@ def find_unit_groups(
     seen: set[int] = set()
     out: list[UnitGroup] = []
     for root in graph.model.modules():
-        if not isinstance(root, PRODUCERS) or id(root) in seen or root not in graph.module2node:
+        if (not isinstance(root, PRODUCERS) or id(root) in seen or is_depthwise(root)
+                or root not in graph.module2node):
             continue
         group, n = _full_group(graph, root)
-        producers, consumers, others = [], [], []
+        producers, consumers, carriers, gates, others = [], [], [], [], []
         for item in group.items:
             m = item.dep.target.module
             if not isinstance(m, nn.Module) or not any(True for _ in m.parameters(recurse=False)):
@@ -111,17 +151,26 @@ def find_unit_groups(
                     others.append((m, "a bare nn.Parameter"))
                 continue
             if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
-                producers.append(m)
+                if m is not root and is_depthwise(m):
+                    carriers.append(m)
+                elif m is not root and _is_gate(graph, m):
+                    gates.append(m)
+                else:
+                    producers.append(m)
             elif graph.is_in_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
                 consumers.append(m)
             elif not isinstance(m, NORMS):
                 others.append((m, type(m).__name__))
-        seen.update(id(m) for m in producers)
-        if not consumers or any(id(m) in ignored for m in producers + consumers):
+        seen.update(id(m) for m in producers + carriers + gates)
+        if not consumers or any(id(m) in ignored
+                                for m in producers + consumers + carriers + gates):
             continue
         if len(producers) > 1 and not prune_coupled:
+            if skipped is not None:
+                skipped.update((names[m], "channels coupled through residual additions; "
+                                "prune_coupled=True prunes them") for m in producers)
             continue
-        for m in producers + consumers:
+        for m in producers + consumers + gates:
             if not _plain(m):
                 others.append((m, f"{type(m).__name__} with groups={m.groups}"))
         if others:
@@ -131,9 +180,18 @@ def find_unit_groups(
                 f"{names[root]!r}; coreprune prunes Linear/Conv1d/Conv2d (groups=1) and "
                 f"BatchNorm only. Pass it in ignored_layers to leave this group unpruned.")
         g = UnitGroup(names[root], root, n, [names[m] for m in producers],
-                      [names[m] for m in consumers])
+                      [names[m] for m in consumers], carriers=[names[m] for m in carriers],
+                      gates=[names[m] for m in gates])
         if g.coupled:
             g.foldable, g.note = False, "channels coupled through a residual addition"
+        elif gates:
+            g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation): their "
+                                         "readers see them gated and ungated")
+        elif carriers and (len(carriers) > 1 or any(
+                _path_activation(graph, _batchnorm_after(graph, carriers[0]) or carriers[0], m)
+                is None for m in consumers)):
+            g.foldable, g.note = False, ("the units reach their readers by paths other than "
+                                         "one chain through a depthwise convolution")
         out.append(g)
     return out
 
@@ -150,7 +208,8 @@ def _consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
     group, n = _full_group(graph, g.root)
     for item in group.items:
         m = item.dep.target.module
-        if isinstance(m, PRODUCERS) and graph.is_in_channel_pruning_fn(item.dep.handler):
+        if (isinstance(m, PRODUCERS) and graph.is_in_channel_pruning_fn(item.dep.handler)
+                and not is_depthwise(m)):  # a depthwise conv carries the units, reads none
             idxs, roots = np.asarray(item.idxs), np.asarray(item.root_idxs)
             order = np.lexsort((idxs, roots))
             yield m, idxs[order].reshape(n, -1)
@@ -168,8 +227,8 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
     """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model)."""
     named = dict(graph.model.named_modules())
     incoming, filters = [], []
-    raw_bias, norm = None, None
-    for name in g.producers:
+    raw_bias = None
+    for name in g.producers + g.carriers + g.gates:
         m = named[name]
         w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
         b = (m.bias.detach().cpu().double() if m.bias is not None
@@ -181,9 +240,6 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
         if bn is not None:
             bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
             var, mean = bn.running_var.cpu().double(), bn.running_mean.cpu().double()
-            if norm is None:
-                norm = BatchNormParams(bn_w.numpy(), bn_b.numpy(), mean.numpy(), var.numpy(),
-                                       float(bn.eps))
             scale = bn_w / torch.sqrt(var + bn.eps)
             b = (b - mean) * scale + bn_b
             w = w * scale[:, None]
@@ -195,9 +251,12 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
         outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
         columns[name] = slice(start, start + outgoing[-1].shape[1])
         start += outgoing[-1].shape[1]
+    bn = _batchnorm_after(graph, unit_output(graph, g))
+    norm = None if bn is None or g.coupled else BatchNormParams(
+        *(t.detach().cpu().double().numpy()
+          for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)), float(bn.eps))
     return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
-                   torch.cat(filters, 1).numpy(), g.name, bias=raw_bias,
-                   batchnorm=None if g.coupled else norm,
+                   torch.cat(filters, 1).numpy(), g.name, bias=raw_bias, batchnorm=norm,
                    activation=None if g.coupled else unit_activation(graph, g),
                    consumer_columns=columns)
 
@@ -260,10 +319,18 @@ def _path_activation(graph: tp.DependencyGraph, start: nn.Module, consumer: nn.M
             return None
 
 
+def unit_output(graph: tp.DependencyGraph, g: UnitGroup) -> nn.Module:
+    """The module whose output channels are group ``g``'s units before their BatchNorm and
+    activation: the last depthwise convolution that carries them, else the root."""
+    return dict(graph.model.named_modules())[g.carriers[-1]] if g.carriers else g.root
+
+
 def unit_activation(graph: tp.DependencyGraph, g: UnitGroup) -> Activation | None:
-    """The activation between group ``g``'s units (after their BatchNorm, if any) and every
-    consumer, if it is the same one on every path (:func:`_path_activation`), else None."""
-    start = _batchnorm_after(graph, g.root) or g.root
+    """The activation between group ``g``'s units (after their BatchNorm, if any; after the
+    depthwise convolutions that carry them) and every consumer, if it is the same one on every
+    path (:func:`_path_activation`), else None."""
+    out = unit_output(graph, g)
+    start = _batchnorm_after(graph, out) or out
     acts = {_path_activation(graph, start, m) for m, _ in _consumer_slices(graph, g)}
     return acts.pop() if len(acts) == 1 else None
 

@@ -83,8 +83,12 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
     ratio = {named[g.name]: 1.0 - (k + 0.5) / g.n_units
              for g, k in zip(groups, keep_counts, strict=True) if k < g.n_units}
     roots = [named[g.name] for g in groups]
+    # the depthwise convolutions and gates of a pruned group are pruned with it
+    riders = {id(named[n]) for g, k in zip(groups, keep_counts, strict=True) if k < g.n_units
+              for n in g.carriers + g.gates}
     ignored = [m for m in work.modules()
-               if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and m not in ratio]
+               if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and m not in ratio
+               and id(m) not in riders]
     if not ratio:
         return work
     pruner = tp.pruner.MetaPruner(work, example_inputs, importance=spec.make(),

@@ -44,6 +44,7 @@ from .groups import (
     _batchnorm_after,
     _consumer_slices,
     activation_of,
+    is_depthwise,
     layer_inputs,
 )
 
@@ -266,7 +267,8 @@ class MomentPropagator:
             b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
             out = x.affine(m.weight.detach().cpu().double().numpy(), b)
         elif isinstance(m, nn.Conv2d):
-            if m.groups != 1 or isinstance(m.padding, str):
+            depthwise = is_depthwise(m)
+            if (m.groups != 1 and not depthwise) or isinstance(m.padding, str):
                 raise _NoModelError(f"Conv2d with groups={m.groups} / padding={m.padding!r}")
             try:
                 x = self._prior_for(m) if not inputs else self._input_state(inputs)
@@ -275,8 +277,9 @@ class MomentPropagator:
             except _NoModelError as exc:
                 x = self._local_prior(m, str(exc))
             b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
-            out = spatial.conv2d(x, m.weight.detach().cpu().double().numpy(), b, _pair(m.stride),
-                                 _pair(m.padding), _pair(m.dilation))
+            conv = spatial.depthwise_conv2d if depthwise else spatial.conv2d
+            out = conv(x, m.weight.detach().cpu().double().numpy(), b, _pair(m.stride),
+                       _pair(m.padding), _pair(m.dilation))
         elif isinstance(m, NORMS):
             x = self._input_state(inputs)
             g = m.weight.detach().cpu().double().numpy()
@@ -396,8 +399,9 @@ class MomentPropagator:
         """The moments of group ``g``'s pre-activations (after its BatchNorm, if any; channel
         level for convolutional units) when its producer reads the model input, so that they
         come straight from the input prior; None for every other group. Call after
-        :meth:`unit_moments` (it reads the same cache)."""
-        if _data_inputs(self.graph.module2node[g.root]):
+        :meth:`unit_moments` (it reads the same cache). None too for units carried through
+        depthwise convolutions (their pre-activations are not the producer's)."""
+        if g.carriers or _data_inputs(self.graph.module2node[g.root]):
             return None
         start = self.graph.module2node[_batchnorm_after(self.graph, g.root) or g.root]
         state = self._cache.get(id(start))

@@ -9,7 +9,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
+import sys
 import time
+import warnings
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,6 +25,7 @@ from tqdm.auto import tqdm
 from ..compensation import Compensation, ConsumerChange, NoCompensation, resolve_compensate
 from ..errors import (
     CorepruneError,
+    CorepruneWarning,
     InvalidArgumentError,
     InvalidWeightsError,
     UnsupportedModelError,
@@ -40,6 +45,7 @@ from .budget import (
 from .groups import (
     PRODUCERS,
     UnitGroup,
+    _batchnorm_after,
     apply_change,
     build_graph,
     find_unit_groups,
@@ -55,7 +61,8 @@ MOMENT_MODELS = ("auto", "analytic", "synthetic")
 # reconstruction, the most accurate data-free setting measured (docs/results.md)
 DEFAULT_METHOD = "greedy"
 
-__all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "check_model", "default_example_inputs"]
+__all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "report_of", "check_model",
+           "default_example_inputs"]
 
 
 @dataclass
@@ -79,7 +86,11 @@ class LayerReport:
 
 @dataclass
 class PruneReport:
-    """Everything needed to reproduce and judge one pruning run."""
+    """Everything needed to reproduce and judge one pruning run: the target, the parameter and
+    FLOP counts before and after, the time (seconds), each group's widths before and after
+    (``layers``), and the layers coreprune left at full output width with why (``unpruned``:
+    {module path: reason}) and the share of the model's parameters they hold
+    (``unpruned_share``, in [0, 1]). :func:`report_of` gives it for a pruned model."""
 
     method: dict[str, Any]
     seed: int
@@ -90,6 +101,8 @@ class PruneReport:
     flops_after: int
     seconds: float
     layers: list[LayerReport]
+    unpruned: dict[str, str] = field(default_factory=dict)
+    unpruned_share: float = 0.0
 
     @property
     def params_removed(self) -> float:
@@ -197,7 +210,16 @@ class Pruner:
             ``"error"`` (the same model-predicted relative reconstruction error in every layer:
             each layer's greedy error curve under the moment model of the unpruned model,
             :func:`~coreprune.pruning.budget.error_budget_keep_counts`).
+        min_keep_fraction: under a global target (``params_removed``, ``flops_removed``), every
+            group keeps at least this fraction of its units (and at least one), default 0.1,
+            so no layer is cut to a sliver; ``keep_ratio`` and ``layer_ratios`` are taken as
+            given. A target the floors make impossible raises :class:`BudgetError`.
         **options: passed to the method (e.g. ``projection=16``, ``selection="sample"``).
+
+    Layers whose output width coreprune leaves whole although they feed other layers (channels
+    coupled through residual additions, unless ``prune_coupled``) are named in one
+    :class:`~coreprune.errors.CorepruneWarning` with the share of parameters they hold, and in
+    the report.
 
     After :meth:`fit`: ``groups_`` (the prunable groups), ``selections_`` (one per group) and
     ``keep_counts_``; after :meth:`transform`: ``report_``.
@@ -213,7 +235,7 @@ class Pruner:
                  input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
                  moment_model: str = "auto", synthetic_inputs: int = 64,
                  synthetic_steps: int = 100, synthesis_budget: float = 1e13,
-                 **options: Any) -> None:
+                 min_keep_fraction: float = 0.1, **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -264,6 +286,11 @@ class Pruner:
         if not float(synthesis_budget) >= 0:
             raise InvalidArgumentError(f"synthesis_budget must be >= 0, got {synthesis_budget!r}")
         self.synthesis_budget = float(synthesis_budget)
+        if isinstance(min_keep_fraction, bool) or not isinstance(min_keep_fraction, int | float) \
+                or not 0.0 <= float(min_keep_fraction) <= 1.0:
+            raise InvalidArgumentError(f"min_keep_fraction must lie in [0, 1], got "
+                                       f"{min_keep_fraction!r}")
+        self.min_keep_fraction = float(min_keep_fraction)
 
     @property
     def needs_moments(self) -> bool:
@@ -292,7 +319,14 @@ class Pruner:
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
         stage[0] = "finding the prunable layers"
-        groups = find_unit_groups(graph, self.prune_coupled, ignored)
+        skipped: dict[str, str] = {}
+        groups = find_unit_groups(graph, self.prune_coupled, ignored, skipped)
+        order = {name: i for i, (name, _) in enumerate(work.named_modules())}
+        self.unpruned_ = dict(sorted(skipped.items(), key=lambda kv: order[kv[0]]))
+        self.unpruned_share_ = _share_of_parameters(graph, skipped)
+        if skipped:
+            warnings.warn(_unpruned_message(self.unpruned_, self.unpruned_share_),
+                          CorepruneWarning, stacklevel=_user_stacklevel())
         if not groups:
             raise UnsupportedModelError(
                 f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
@@ -311,18 +345,21 @@ class Pruner:
         else:
             cost = build_cost_model(graph, groups, x)
             metric = "params" if self.target_kind == "params_removed" else "flops"
+            floor = self.min_keep_fraction
             if self.allocation == "uniform":
-                keep = uniform_keep_counts(cost, float(self.target_value), metric)
+                keep = uniform_keep_counts(cost, float(self.target_value), metric, floor)
             elif self.allocation == "error":
                 curves = self._error_curves(model, x, graph, groups)
-                keep = error_budget_keep_counts(cost, float(self.target_value), curves, metric)
+                keep = error_budget_keep_counts(cost, float(self.target_value), curves, metric,
+                                                floor)
             else:
                 sens = get_method("coreset")
                 if isinstance(self.method, CoresetImportance) and \
                         self.method.config() == sens.config():
                     sens = self.method  # its memo then serves the selection below
                 totals = [float(sens.scores(unit_set(graph, g)).sum()) for g in groups]
-                keep = proportional_keep_counts(cost, float(self.target_value), totals, metric)
+                keep = proportional_keep_counts(cost, float(self.target_value), totals, metric,
+                                                floor)
         live = graph_live = propagator = None
         if self.needs_moments:  # a working copy pruned group by group, for the moment model
             live = copy.deepcopy(model)
@@ -350,7 +387,7 @@ class Pruner:
                                     else (None, g.note))
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
-                    if g.coupled and self.compensation.needs_moments:
+                    if g.coupled and not g.carriers and self.compensation.needs_moments:
                         per_consumer = propagator.consumer_moments(g_live)
                     units = dataclasses.replace(units, moments=moments, prior_preactivation=pre,
                                                 consumer_moments=per_consumer)
@@ -361,6 +398,8 @@ class Pruner:
                 # coupled channels: only a fold per consumer (the identity paths cannot take one)
                 comp = self.compensation if g.foldable or per_consumer else NoCompensation()
                 change = comp.change(units, sel, reweight)
+                if comp is not self.compensation and self.compensation.name != "none":
+                    change.info["compensation"] = f"none (fallback: {g.note})"
                 if propagator is not None and why:
                     change.info["moment_model"] = why
                 if propagator is not None:
@@ -476,13 +515,71 @@ class Pruner:
                            else {})} if self.needs_moments else {})},
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
-            seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers)
+            seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
+            unpruned=dict(getattr(self, "unpruned_", {})),
+            unpruned_share=float(getattr(self, "unpruned_share_", 0.0)))
+        _REPORTS[pruned] = self.report_
         return pruned
 
     def fit_transform(self, model: nn.Module,
                       example_inputs: torch.Tensor | None = None) -> nn.Module:
         """``fit(model, example_inputs).transform(model)``."""
         return self.fit(model, example_inputs).transform(model)
+
+
+_REPORTS: weakref.WeakKeyDictionary[nn.Module, PruneReport] = weakref.WeakKeyDictionary()
+
+
+def report_of(model: nn.Module) -> PruneReport:
+    """The :class:`PruneReport` of a model that :func:`prune` or :meth:`Pruner.transform`
+    returned in this process (which layers, their widths before and after, the time, the
+    layers left whole and why).
+
+    Raises:
+        InvalidArgumentError: ``model`` was not returned by coreprune's pruning.
+    """
+    try:
+        return _REPORTS[model]
+    except (KeyError, TypeError):
+        raise InvalidArgumentError(
+            f"no pruning report for this {type(model).__name__}: report_of takes the model that "
+            "coreprune.prune or Pruner.transform returned (a loaded checkpoint keeps its report "
+            "in the metadata of coreprune.io.load_with_metadata)") from None
+
+
+def _share_of_parameters(graph, layers: dict[str, str]) -> float:
+    """The fraction of ``graph``'s model's parameters held by ``layers`` (module paths) and the
+    BatchNorm right after each."""
+    named = dict(graph.model.named_modules())
+    held = set()
+    for name in layers:
+        for m in (named[name], _batchnorm_after(graph, named[name])):
+            if m is not None:
+                held.update(id(p) for p in m.parameters(recurse=False))
+    params = list(graph.model.parameters())
+    total = sum(p.numel() for p in params)
+    return sum(p.numel() for p in params if id(p) in held) / total if total else 0.0
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning raised by the caller point at the first frame
+    outside coreprune (the user's call)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _unpruned_message(layers: dict[str, str], share: float) -> str:
+    """One line: how many layers keep their output width, their share, names and why."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in layers.items():
+        by_reason.setdefault(why, []).append(name)
+    parts = [f"{', '.join(names[:3])}{f' and {len(names) - 3} more' if len(names) > 3 else ''}"
+             f" ({why})" for why, names in by_reason.items()]
+    return (f"coreprune leaves the output width of {len(layers)} layers whole ({share:.1%} of "
+            f"the parameters): {'; '.join(parts)}")
 
 
 @contextlib.contextmanager
@@ -504,8 +601,7 @@ def _public_boundary(model: nn.Module, stage: list[str]):
 
 def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:
     """Group ``g`` of another copy of the same model (its modules looked up by name)."""
-    return UnitGroup(g.name, named[g.name], g.n_units, g.producers, g.consumers, g.foldable,
-                     g.note)
+    return dataclasses.replace(g, root=named[g.name])
 
 
 def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
