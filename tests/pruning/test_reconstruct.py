@@ -324,3 +324,39 @@ def test_units_carried_through_a_depthwise_conv_reconstruct_exactly():
     drop = Pruner(KeepFirst(), layer_ratios={"c1": 5 / 8}, compensate="none").fit_transform(
         model, x[:2])
     assert (drop.features(x) - model.features(x)).abs().max() > 1e-2
+
+
+class _TokenMLP(torch.nn.Module):
+    """A transformer's FFN on a batch of token sequences: LayerNorm -> fc1 -> ReLU -> fc2; fc1's
+    units 5, 6, 7 are 2.5 x unit 0, a copy of unit 1 and zero."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(6)
+        self.fc1 = nn.Linear(6, 8)
+        self.fc2 = nn.Linear(8, 6)
+        with torch.no_grad():
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.normal_()
+            w, b = self.fc1.weight, self.fc1.bias
+            w[5], b[5] = 2.5 * w[0], 2.5 * b[0]
+            w[6], b[6], w[7], b[7] = w[1], b[1], 0.0, 0.0
+
+    def forward(self, x):  # x: (batch, tokens, 6)
+        return x + self.fc2(torch.relu(self.fc1(self.norm(x))))
+
+
+def test_ffn_neurons_of_token_sequences_reconstruct_exactly_after_a_layernorm():
+    torch.manual_seed(0)
+    model = _TokenMLP().eval()
+    x = torch.randn(16, 5, 6)
+    p = Pruner(KeepFirst(), layer_ratios={"fc1": 5 / 8}, compensate="reconstruct")
+    out = p.fit_transform(model, x[:2])
+    assert out.fc1.out_features == 5 and out.fc2.in_features == 5
+    assert p.report_.params_after == count_params(out) == count_params(model) - 3 * 7 - 3 * 6
+    layer = p.report_.layers[0]
+    assert layer.info["compensation"] == "reconstruct" and layer.info["predicted_error"] < 1e-7
+    assert "LayerNorm" in layer.info["moment_model"]
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
+    same = Pruner(KeepFirst(), layer_ratios={"fc1": 1.0}).fit_transform(model, x[:2])
+    torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)

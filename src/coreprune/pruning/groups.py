@@ -29,9 +29,9 @@ from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "is_depthwise", "unit_output", "find_unit_groups",
-           "unit_set", "apply_change", "apply_selection", "activation_of", "unit_activation",
-           "tap_coverage", "input_sizes", "layer_inputs"]
+__all__ = ["UnitGroup", "build_graph", "is_depthwise", "module_of", "unit_output",
+           "find_unit_groups", "unit_set", "apply_change", "apply_selection", "activation_of",
+           "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -126,9 +126,10 @@ def find_unit_groups(
 
     Skipped: groups with no consumer (their units are model outputs), groups touching an
     ignored layer, and, unless ``prune_coupled``, groups whose channels are shared by several
-    producers (the residual stream). Depthwise convolutions are never roots: they carry the
+    producers (the residual stream), and groups of which a consumer reads only some units
+    (attention's fused q, k, v projection). Depthwise convolutions are never roots: they carry the
     units of the layer they read (module docstring). ``skipped``, when given, receives
-    ``{module path: why}`` for every producer of a coupled group left whole.
+    ``{module path: why}`` for every producer of a coupled or partly read group left whole.
 
     Raises:
         UnsupportedModelError: a group holds a module with parameters that coreprune cannot
@@ -143,7 +144,7 @@ def find_unit_groups(
                 or root not in graph.module2node):
             continue
         group, n = _full_group(graph, root)
-        producers, consumers, carriers, gates, others = [], [], [], [], []
+        producers, consumers, carriers, gates, partial, others = [], [], [], [], [], []
         for item in group.items:
             m = item.dep.target.module
             if not isinstance(m, nn.Module) or not any(True for _ in m.parameters(recurse=False)):
@@ -159,11 +160,18 @@ def find_unit_groups(
                     producers.append(m)
             elif graph.is_in_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
                 consumers.append(m)
+                if set(np.asarray(item.root_idxs).tolist()) != set(range(n)):
+                    partial.append(m)
             elif not isinstance(m, NORMS):
                 others.append((m, type(m).__name__))
         seen.update(id(m) for m in producers + carriers + gates)
         if not consumers or any(id(m) in ignored
                                 for m in producers + consumers + carriers + gates):
+            continue
+        if partial:  # e.g. attention's q, k, v: only v reaches the output projection
+            if skipped is not None:
+                skipped[names[root]] = ("a layer reads only some of the units, e.g. an "
+                                        "attention q/k/v projection")
             continue
         if len(producers) > 1 and not prune_coupled:
             if skipped is not None:
@@ -300,6 +308,20 @@ def activation_of(node: tp.Node) -> Activation | None:
     return None
 
 
+_MATMULS = ("AddmmBackward", "MmBackward", "BmmBackward")
+
+
+def module_of(node: tp.Node) -> object:
+    """The module a traced node computes: its own, or, for the matrix product inside a
+    ``Linear`` applied to a batch of sequences (traced as a node of its own before the
+    ``Linear``'s reshape), that ``Linear``."""
+    name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+    if name.startswith(_MATMULS) and len(node.outputs) == 1 \
+            and isinstance(node.outputs[0].module, nn.Linear):
+        return node.outputs[0].module
+    return node.module
+
+
 def _path_activation(graph: tp.DependencyGraph, start: nn.Module, consumer: nn.Module
                      ) -> Activation | None:
     """The one activation on the path from ``start``'s output to ``consumer`` (identity when
@@ -310,7 +332,7 @@ def _path_activation(graph: tp.DependencyGraph, start: nn.Module, consumer: nn.M
         if len(node.outputs) != 1:
             return None
         node = node.outputs[0]
-        if node.module is consumer:
+        if module_of(node) is consumer:
             return found or Activation("identity")
         act = activation_of(node)
         if act is not None and found is None:

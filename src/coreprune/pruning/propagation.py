@@ -46,6 +46,7 @@ from .groups import (
     activation_of,
     is_depthwise,
     layer_inputs,
+    module_of,
 )
 
 __all__ = ["InputPrior", "MomentPropagator", "FLATTEN_LIMIT"]
@@ -258,6 +259,8 @@ class MomentPropagator:
         name = _grad_name(node)
         inputs = _data_inputs(node)
         if isinstance(m, nn.Linear):
+            if len(inputs) == 1 and module_of(inputs[0]) is m:  # its own matrix product
+                inputs = _data_inputs(inputs[0])
             x = self._prior_for(m) if not inputs else self._input_state(inputs)
             if isinstance(x, Field):
                 x = self._flat(x)
@@ -280,6 +283,16 @@ class MomentPropagator:
             conv = spatial.depthwise_conv2d if depthwise else spatial.conv2d
             out = conv(x, m.weight.detach().cpu().double().numpy(), b, _pair(m.stride),
                        _pair(m.padding), _pair(m.dilation))
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine and m.weight is not None \
+                and len(m.normalized_shape) == 1:
+            # each token normalised over its features: mean 0, variance 1 before the affine;
+            # the features are taken as independent, N(beta, gamma^2) (their correlations are
+            # not in the weights)
+            g = m.weight.detach().cpu().double().numpy()
+            beta = (np.zeros_like(g) if m.bias is None
+                    else m.bias.detach().cpu().double().numpy())
+            self._notes.append("LayerNorm output as independent N(beta, gamma^2)")
+            out = Gaussian(beta, np.diag(g * g))
         elif isinstance(m, NORMS):
             x = self._input_state(inputs)
             g = m.weight.detach().cpu().double().numpy()
@@ -366,11 +379,11 @@ class MomentPropagator:
         consumers = {id(m) for m, _ in _consumer_slices(self.graph, g)}
         while True:
             if len(node.outputs) != 1:
-                if all(id(o.module) in consumers for o in node.outputs):
+                if all(id(module_of(o)) in consumers for o in node.outputs):
                     return out
                 raise _NoModelError("the units' output branches")
             node = node.outputs[0]
-            if id(node.module) in consumers:
+            if id(module_of(node)) in consumers:
                 return out
             if not _grad_name(node).startswith(_VIEWS):
                 out = node
