@@ -1,12 +1,22 @@
-"""Where the studies write: ``benchmarks/results/studies/NAME.{json,log}``."""
+"""Where the studies write (``benchmarks/results/studies/NAME.{json,log}``) and the table of
+accuracies after pruning one model with several settings that two of them print."""
 
 from __future__ import annotations
 
 import json
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from coreprune.data import load_dataset
+from coreprune.errors import CorepruneWarning
+from coreprune.experiment import prune_model
 from coreprune.io import atomic_write_bytes
+from coreprune.metrics import count_params
+from coreprune.train import evaluate, train
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "studies"
 
@@ -20,3 +30,49 @@ def write_study(name: str, lines: list[str], result: Any = None) -> None:
                            overwrite=True)
     atomic_write_bytes(OUT / f"{name}.log", ("\n".join(lines) + "\n").encode(), overwrite=True)
     print("\n".join(lines))
+
+
+def accuracy_rows(model: Any, settings: tuple, targets: list[dict[str, Any]], test: Any,
+                  lines: list[str], timed: bool = False) -> dict[str, list[float]]:
+    """For each ``(label, method, Pruner options)`` of ``settings``, ``model`` pruned (seed 0)
+    to each target of ``targets`` and evaluated on ``test``; one row per setting appended to
+    ``lines`` and printed: accuracy (parameters removed[, seconds]) per target. Returns
+    ``{label: accuracies}``."""
+    rows = {}
+    for label, method, options in settings:
+        cells, accs = [], []
+        for target in targets:
+            t = time.perf_counter()
+            pruned = prune_model(model, method, target, seed=0, example_inputs=test.x[:2],
+                                 **options)[0]
+            accs.append(evaluate(pruned.eval(), test))
+            removed = 1 - count_params(pruned) / count_params(model)
+            cells.append(f"{accs[-1]:.2f} ({removed:.1%}"
+                         + (f", {time.perf_counter() - t:.0f} s)" if timed else ")"))
+        rows[label] = accs
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return rows
+
+
+def trained_model_and_table(model: Any, dataset: str, title: str, columns: list[str],
+                            **train_options: Any) -> tuple[Any, Any, list[str], float]:
+    """``model`` trained in place on ``dataset`` (:func:`coreprune.train.train` with
+    ``train_options``, seed 0, 2 threads) and evaluated on a seeded 2,000-image test subset:
+    ``(model in eval mode, test subset, table lines so far (printed), accuracy)``; the table's
+    first line names ``title``, the training time, the accuracy and the parameters, then a
+    header with ``columns``. Coreprune's warnings are silenced (the studies name what they
+    prune)."""
+    warnings.simplefilter("ignore", CorepruneWarning)
+    torch.set_num_threads(2)
+    tr, te = load_dataset(dataset)
+    te = te.subset(2000, seed=0)
+    t0 = time.perf_counter()
+    train(model, tr, seed=0, progress=False, **train_options)
+    model.eval()
+    base = evaluate(model, te)
+    lines = [f"{title} ({time.perf_counter() - t0:.0f} s): {base:.2f} on {len(te)} test "
+             f"images, {count_params(model)} parameters",
+             "| setting | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    print("\n".join(lines), flush=True)
+    return model, te, lines, base

@@ -15,19 +15,11 @@ Writes ``benchmarks/results/studies/depthwise_blocks.{log,json}``; accuracy on a
 from __future__ import annotations
 
 import sys
-import time
-import warnings
 
 import torch
 import torchvision
-from _outputs import write_study
+from _outputs import accuracy_rows, trained_model_and_table, write_study
 from torch import nn
-
-from coreprune.data import load_dataset
-from coreprune.errors import CorepruneWarning
-from coreprune.experiment import prune_model
-from coreprune.metrics import count_params
-from coreprune.train import evaluate, train
 
 LEVELS = (0.3, 0.5)
 SETTINGS = (  # (label, method, Pruner options)
@@ -49,35 +41,12 @@ def mobilenet() -> nn.Module:
 
 
 def main() -> int:
-    warnings.simplefilter("ignore", CorepruneWarning)
-    torch.set_num_threads(2)
-    tr, te = load_dataset("fashion-mnist-32")
-    te = te.subset(2000, seed=0)
-    model = mobilenet()
-    t0 = time.perf_counter()
-    train(model, tr, epochs=2, lr=0.05, optimizer="sgd", weight_decay=4e-5, seed=0,
-          progress=False)
-    model.eval()
-    base = evaluate(model, te)
-    lines = [f"MobileNet-V2 (width 0.5), Fashion-MNIST-32, 2 epochs ({time.perf_counter() - t0:.0f}"
-             f" s): {base:.2f} on {len(te)} test images, {count_params(model)} parameters",
-             "| setting | " + " | ".join(f"{100 * r:.0f}% params" for r in LEVELS) + " |",
-             "|---|---|---|"]
-    print("\n".join(lines), flush=True)
-    result = {"unpruned": base, "rows": {}}
-    for label, method, options in SETTINGS:
-        cells, accs = [], []
-        for r in LEVELS:
-            t = time.perf_counter()
-            pruned = prune_model(model, method, {"params_removed": r}, seed=0,
-                                 example_inputs=te.x[:2], **options)[0]
-            acc = evaluate(pruned.eval(), te)
-            accs.append(acc)
-            cells.append(f"{acc:.2f} ({1 - count_params(pruned) / count_params(model):.1%}, "
-                         f"{time.perf_counter() - t:.0f} s)")
-        result["rows"][label] = accs
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        print(lines[-1], flush=True)
+    model, te, lines, base = trained_model_and_table(
+        mobilenet(), "fashion-mnist-32", "MobileNet-V2 (width 0.5), Fashion-MNIST-32, 2 epochs",
+        [f"{100 * r:.0f}% params" for r in LEVELS], epochs=2, lr=0.05, optimizer="sgd",
+        weight_decay=4e-5)
+    result = {"unpruned": base, "rows": accuracy_rows(
+        model, SETTINGS, [{"params_removed": r} for r in LEVELS], te, lines, timed=True)}
     write_study("depthwise_blocks", lines, result)
     return 0
 

@@ -14,18 +14,10 @@ subset, before fine-tuning.
 from __future__ import annotations
 
 import sys
-import time
-import warnings
 
 import timm
 import torch
-from _outputs import write_study
-
-from coreprune.data import load_dataset
-from coreprune.errors import CorepruneWarning
-from coreprune.experiment import prune_model
-from coreprune.metrics import count_params
-from coreprune.train import evaluate, train
+from _outputs import accuracy_rows, trained_model_and_table, write_study
 
 KEEP = (0.7, 0.5, 0.3)
 SETTINGS = (  # (label, method, Pruner options)
@@ -46,33 +38,12 @@ def vit() -> torch.nn.Module:
 
 
 def main() -> int:
-    warnings.simplefilter("ignore", CorepruneWarning)
-    torch.set_num_threads(2)
-    tr, te = load_dataset("fashion-mnist")
-    te = te.subset(2000, seed=0)
-    model = vit()
-    t0 = time.perf_counter()
-    train(model, tr, epochs=3, lr=1e-3, optimizer="adam", seed=0, progress=False)
-    model.eval()
-    base = evaluate(model, te)
-    lines = [f"ViT (width 64, depth 4), Fashion-MNIST, 3 epochs ({time.perf_counter() - t0:.0f} "
-             f"s): {base:.2f} on {len(te)} test images, {count_params(model)} parameters",
-             "| setting | " + " | ".join(f"FFN keeps {100 * k:.0f}%" for k in KEEP) + " |",
-             "|---|---|---|---|"]
-    print("\n".join(lines), flush=True)
-    result = {"unpruned": base, "rows": {}}
+    model, te, lines, base = trained_model_and_table(
+        vit(), "fashion-mnist", "ViT (width 64, depth 4), Fashion-MNIST, 3 epochs",
+        [f"FFN keeps {100 * k:.0f}%" for k in KEEP], epochs=3, lr=1e-3, optimizer="adam")
     ffn = {f"blocks.{i}.mlp.fc1" for i in range(4)}
-    for label, method, options in SETTINGS:
-        cells, accs = [], []
-        for k in KEEP:
-            pruned = prune_model(model, method, {"layer_ratios": dict.fromkeys(ffn, k)},
-                                 seed=0, example_inputs=te.x[:2], **options)[0]
-            acc = evaluate(pruned.eval(), te)
-            accs.append(acc)
-            cells.append(f"{acc:.2f} ({1 - count_params(pruned) / count_params(model):.1%})")
-        result["rows"][label] = accs
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        print(lines[-1], flush=True)
+    result = {"unpruned": base, "rows": accuracy_rows(
+        model, SETTINGS, [{"layer_ratios": dict.fromkeys(ffn, k)} for k in KEEP], te, lines)}
     write_study("vit_ffn", lines, result)
     return 0
 
