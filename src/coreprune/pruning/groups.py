@@ -316,8 +316,8 @@ def module_of(node: tp.Node) -> object:
     ``Linear`` applied to a batch of sequences (traced as a node of its own before the
     ``Linear``'s reshape), that ``Linear``."""
     name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
-    if name.startswith(_MATMULS) and len(node.outputs) == 1 \
-            and isinstance(node.outputs[0].module, nn.Linear):
+    if not isinstance(node.module, PRODUCERS) and name.startswith(_MATMULS) \
+            and len(node.outputs) == 1 and isinstance(node.outputs[0].module, nn.Linear):
         return node.outputs[0].module
     return node.module
 
