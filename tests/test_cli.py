@@ -42,6 +42,10 @@ def test_errors_are_one_line_and_exit_2(trained, capsys):
     assert err == "coreprune: error: --ratio must lie in [0, 1), got 1.5\n"
     assert main(["prune", str(ckpt), "--keep-ratio", "0"]) == 2
     assert "--keep-ratio must lie in (0, 1], got 0" in capsys.readouterr().err
+    assert main(["prune", str(ckpt), "--min-keep-fraction", "1"]) == 2
+    assert "--min-keep-fraction must lie in [0, 1), got 1" in capsys.readouterr().err
+    assert main(["prune", str(ckpt), "--ratio", "0.99"]) == 2  # the default floor: 10%
+    assert "lower min_keep_fraction" in capsys.readouterr().err
     assert err.count("\n") == 1
     assert main(["prune", str(ckpt), "--out", str(ckpt)]) == 2
     assert "exists" in capsys.readouterr().err

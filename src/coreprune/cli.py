@@ -199,7 +199,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
     target, shape = _target(args), _input_shape(args.input_shape)
     options = {"prune_coupled": args.prune_coupled, "allocation": args.allocation,
-               "compensate": args.compensate, **_prior(args), **_options(args.option)}
+               "compensate": args.compensate, **_prior(args), **_options(args.option),
+               "min_keep_fraction": _fraction_flag(args.min_keep_fraction,
+                                                   "--min-keep-fraction")}
     if args.finetune_epochs is not None and args.finetune_epochs < 0:
         raise InvalidArgumentError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     model, meta = io.load_model_file(args.checkpoint, args.model,
@@ -463,6 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method option, e.g. --option projection=16")
     p.add_argument("--prune-coupled", action="store_true",
                    help="also prune channels coupled across residual additions")
+    p.add_argument("--min-keep-fraction", type=float, default=0.1, metavar="F",
+                   help="under --ratio / --flops-ratio every layer keeps at least this fraction "
+                        "of its units, in [0, 1) (default 0.1), e.g. --min-keep-fraction 0.05")
     p.add_argument("--allocation", choices=("uniform", "sensitivity", "error"),
                    default="uniform",
                    help="split a global target over layers uniformly, by total sensitivity, or "

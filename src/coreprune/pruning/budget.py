@@ -161,12 +161,14 @@ def _most_kept(cost: CostModel, target: float, metric: str,
         return 1.0 - fn(keep_at(t)) / full
 
     if removed(lo) < target:
-        floor = (f"{min_keep_fraction:.0%} of the units (min_keep_fraction)"
-                 if min_keep_fraction > 0 else "one unit")
+        floor, lower = "one unit", ""
+        if min_keep_fraction > 0:
+            floor = f"{min_keep_fraction:.0%} of the units (min_keep_fraction)"
+            lower = "; lower min_keep_fraction (--min-keep-fraction)"
         raise BudgetError(
             f"removing {target:.1%} of {metric} is impossible: keeping {floor} in every "
             f"prunable layer removes only {removed(lo):.1%} (the rest is in layers coreprune "
-            f"does not prune{'; lower min_keep_fraction' if min_keep_fraction > 0 else ''})")
+            f"does not prune{lower})")
     for _ in range(60):
         mid = 0.5 * (lo + hi)
         if removed(mid) >= target:
