@@ -29,7 +29,7 @@ from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "is_depthwise", "module_of", "unit_output",
+__all__ = ["UnitGroup", "build_graph", "grad_name", "is_depthwise", "module_of", "unit_output",
            "find_unit_groups", "unit_set", "apply_change", "apply_selection", "activation_of",
            "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
 
@@ -74,6 +74,11 @@ def _plain(module: nn.Module) -> bool:
     return isinstance(module, PRODUCERS) and getattr(module, "groups", 1) == 1
 
 
+def grad_name(node: tp.Node) -> str:
+    """The class name of a traced node's autograd function (``""`` for none)."""
+    return type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+
+
 def _is_gate(graph: tp.DependencyGraph, module: nn.Module) -> bool:
     """Whether ``module``'s output, through activations and views only, is multiplied
     elementwise into another tensor (a squeeze-and-excitation gate)."""
@@ -82,7 +87,7 @@ def _is_gate(graph: tp.DependencyGraph, module: nn.Module) -> bool:
         if len(node.outputs) != 1:
             return False
         node = node.outputs[0]
-        name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
+        name = grad_name(node)
         if name.startswith("MulBackward"):
             return True
         if activation_of(node) is None and not name.startswith(_PASS_THROUGH):
@@ -152,7 +157,7 @@ def find_unit_groups(
                     others.append((m, "a bare nn.Parameter"))
                 continue
             if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
-                if m is not root and is_depthwise(m):
+                if is_depthwise(m):  # never the root (skipped above)
                     carriers.append(m)
                 elif m is not root and _is_gate(graph, m):
                     gates.append(m)
@@ -279,8 +284,7 @@ _PASS_THROUGH = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "
 def activation_of(node: tp.Node) -> Activation | None:
     """The elementwise activation an autograd node applies (from its ``grad_fn`` and saved
     parameters), or None if it is not one coreprune models."""
-    fn = node.grad_fn
-    name = type(fn).__name__ if fn is not None else ""
+    fn, name = node.grad_fn, grad_name(node)
     if name.startswith("ReluBackward") or isinstance(node.module, nn.ReLU):
         return Activation("relu")
     if name.startswith("LeakyReluBackward"):
@@ -315,8 +319,7 @@ def module_of(node: tp.Node) -> object:
     """The module a traced node computes: its own, or, for the matrix product inside a
     ``Linear`` applied to a batch of sequences (traced as a node of its own before the
     ``Linear``'s reshape), that ``Linear``."""
-    name = type(node.grad_fn).__name__ if node.grad_fn is not None else ""
-    if not isinstance(node.module, PRODUCERS) and name.startswith(_MATMULS) \
+    if not isinstance(node.module, PRODUCERS) and grad_name(node).startswith(_MATMULS) \
             and len(node.outputs) == 1 and isinstance(node.outputs[0].module, nn.Linear):
         return node.outputs[0].module
     return node.module
@@ -337,7 +340,7 @@ def _path_activation(graph: tp.DependencyGraph, start: nn.Module, consumer: nn.M
         act = activation_of(node)
         if act is not None and found is None:
             found = act
-        elif act is not None or not type(node.grad_fn).__name__.startswith(_PASS_THROUGH):
+        elif act is not None or not grad_name(node).startswith(_PASS_THROUGH):
             return None
 
 

@@ -44,6 +44,7 @@ from .groups import (
     _batchnorm_after,
     _consumer_slices,
     activation_of,
+    grad_name,
     is_depthwise,
     layer_inputs,
     module_of,
@@ -159,10 +160,6 @@ def _pair(v) -> tuple[int, int]:
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
 
 
-def _grad_name(node: tp.Node) -> str:
-    return type(node.grad_fn).__name__ if node.grad_fn is not None else ""
-
-
 def _add_independent(a: Gaussian | Field, b: Gaussian | Field) -> Gaussian | Field:
     """The sum of two inputs taken as independent (a residual addition, approximately)."""
     if isinstance(a, Field) and isinstance(b, Field) and a.size == b.size:
@@ -256,7 +253,7 @@ class MomentPropagator:
         if key in self._cache:
             return self._cache[key]
         m = node.module
-        name = _grad_name(node)
+        name = grad_name(node)
         inputs = _data_inputs(node)
         if isinstance(m, nn.Linear):
             if len(inputs) == 1 and module_of(inputs[0]) is m:  # its own matrix product
@@ -333,7 +330,7 @@ class MomentPropagator:
     def _pool(self, node: tp.Node, x: Gaussian | Field) -> Field:
         if not isinstance(x, Field):
             raise _NoModelError("pooling of a flat input")
-        fn, name = node.grad_fn, _grad_name(node)
+        fn, name = node.grad_fn, grad_name(node)
         if name.startswith("MaxPool2DWithIndicesBackward"):
             if _pair(fn._saved_dilation) != (1, 1) or fn._saved_ceil_mode:
                 raise _NoModelError("max pooling with dilation or ceil_mode")
@@ -385,7 +382,7 @@ class MomentPropagator:
             node = node.outputs[0]
             if id(module_of(node)) in consumers:
                 return out
-            if not _grad_name(node).startswith(_VIEWS):
+            if not grad_name(node).startswith(_VIEWS):
                 out = node
 
     def unit_moments(self, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:

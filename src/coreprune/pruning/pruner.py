@@ -516,8 +516,7 @@ class Pruner:
             params_before=count_params(model), params_after=count_params(pruned),
             flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
-            unpruned=dict(getattr(self, "unpruned_", {})),
-            unpruned_share=float(getattr(self, "unpruned_share_", 0.0)))
+            unpruned=dict(self.unpruned_), unpruned_share=self.unpruned_share_)
         _REPORTS[pruned] = self.report_
         return pruned
 
