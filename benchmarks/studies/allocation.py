@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _outputs import write_study
+from _outputs import INDEPENDENT_PIXELS, write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
@@ -45,7 +45,8 @@ def main() -> int:
             model = trained_model(cfg, tr, print, seed)
             for allocation in accs:
                 accs[allocation].append([evaluate(Pruner(
-                    "greedy", params_removed=r, allocation=allocation).fit_transform(
+                    "greedy", params_removed=r, allocation=allocation,
+                    input_prior=INDEPENDENT_PIXELS).fit_transform(
                     model, te.x[:2]), te) for r in levels])
         result[name] = accs
         cells = [" / ".join(f"{a:.2f}" for a in np.mean(accs[k], 0)) for k in accs]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _outputs import write_study
+from _outputs import INDEPENDENT_PIXELS, write_study
 
 import coreprune.pruning.groups as groups
 import coreprune.pruning.pruner as pruner_module
@@ -58,6 +58,7 @@ class _Measured(MomentPropagator):
 
 
 def _run(model, te, x, levels, **options) -> list[float]:
+    options = {"input_prior": INDEPENDENT_PIXELS, **options}
     return [evaluate(Pruner("greedy", params_removed=r, **options).fit_transform(model, x), te)
             for r in levels]
 

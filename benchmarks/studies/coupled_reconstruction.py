@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _outputs import write_study
+from _outputs import INDEPENDENT_PIXELS, write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.metrics import count_params
@@ -37,7 +37,8 @@ def main() -> int:
     def row(label: str, coupled: bool) -> None:
         cells = []
         for r in LEVELS:
-            pruned = Pruner(params_removed=r, prune_coupled=coupled).fit_transform(
+            pruned = Pruner(params_removed=r, prune_coupled=coupled,
+                            input_prior=INDEPENDENT_PIXELS).fit_transform(
                 model, te.x[:2])
             cells.append(f"{evaluate(pruned, te):.2f} ({count_params(pruned)} params)")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

@@ -18,7 +18,7 @@ import sys
 
 import torch
 import torchvision
-from _outputs import accuracy_rows, trained_model_and_table, write_study
+from _outputs import INDEPENDENT_PIXELS, accuracy_rows, trained_model_and_table, write_study
 from torch import nn
 
 LEVELS = (0.3, 0.5)
@@ -26,8 +26,10 @@ SETTINGS = (  # (label, method, Pruner options)
     ("random", "random", {"compensate": "none"}),
     ("l1+none", "l1", {"compensate": "none"}),
     ("l1+bn-mean", "l1", {"compensate": "bn-mean"}),
-    ("l1+reconstruct", "l1", {"compensate": "reconstruct", "moment_model": "synthetic"}),
-    ("greedy+reconstruct", "greedy", {"moment_model": "synthetic"}),
+    ("l1+reconstruct", "l1", {"compensate": "reconstruct", "moment_model": "synthetic",
+                              "input_prior": INDEPENDENT_PIXELS}),
+    ("greedy+reconstruct", "greedy", {"moment_model": "synthetic",
+                                      "input_prior": INDEPENDENT_PIXELS}),
     ("tp-magnitude", "tp-magnitude", {}),
 )
 

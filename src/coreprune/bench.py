@@ -8,6 +8,7 @@ A config is a YAML file (see ``benchmarks/*.yaml``)::
     model_args: {}                  # optional: e.g. {hidden: [500, 300], activation: gelu}
     dataset: fashion-mnist
     normalization: standard         # optional: standard | unit ([0, 1]) | pm1 ([-1, 1])
+    input_prior: [0, 1, 0]          # optional: Pruner(input_prior=...) for coreprune's methods
     checkpoint: runs/lenet300_fmnist.pt   # the trained model; trained here if missing
     train: {epochs: 15, lr: 0.001, optimizer: adam, seed: 0}
     train_seeds: [0, 1, 2]          # optional: one trained model per seed (checkpoint-s0.pt, ...)
@@ -55,6 +56,7 @@ from .experiment import RECORD_KEYS, prune_and_evaluate
 from .importance import methods as registered_methods
 from .models import MODELS, build_model_for_images
 from .pruning.peers import PEERS
+from .pruning.propagation import InputPrior
 from .pruning.pruner import DEFAULT_METHOD
 from .train import evaluate, train
 from .validation import check_fraction
@@ -86,6 +88,7 @@ class BenchConfig:
     normalization: str = "standard"
     model_args: dict[str, Any] = field(default_factory=dict)
     train_seeds: list[int] | None = None
+    input_prior: tuple | None = None
 
     def target(self, level: float) -> dict[str, float]:
         """The pruner's target at ``level``: ``{"params_removed": level}`` or, for
@@ -107,7 +110,7 @@ _TRAIN_KEYS = {"epochs", "lr", "optimizer", "weight_decay", "seed", "batch_size"
 _FINETUNE_KEYS = {"epochs", "lr", "optimizer", "train_images"}
 _KEYS = {"name", "model", "dataset", "checkpoint", "records", "methods", "params_removed",
          "units_removed", "seeds", "train", "finetune", "device", "test_images",
-         "normalization", "model_args", "train_seeds"}
+         "normalization", "model_args", "train_seeds", "input_prior"}
 SUBSET_SEED = 0  # the seed of the test and fine-tuning subsets (one subset for every run)
 # coreprune's own methods (drawn solid in plots, "other settings of ours" in verdicts)
 OWN_METHODS = ("coreset", "coreset-scaled", "coreset-theory", "greedy")
@@ -203,13 +206,23 @@ def load_config(path: str | os.PathLike) -> BenchConfig:
             raise InvalidArgumentError(f"{p}: unknown {key} keys {sorted(set(sub) - allowed)}; "
                                        f"known: {sorted(allowed)}")
     _check_count(raw.get("finetune", {}).get("train_images"), f"{p}: finetune.train_images")
+    prior = raw.get("input_prior")
+    if prior is not None:
+        if not isinstance(prior, list) or len(prior) not in (2, 3):
+            raise InvalidArgumentError(f"{p}: input_prior must be [mean, std] or "
+                                       f"[mean, std, spatial_correlation], got {prior!r}")
+        try:
+            prior = InputPrior.from_value(tuple(tuple(v) if isinstance(v, list) else v
+                                                for v in prior))
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"{p}: {e}") from None
     return BenchConfig(str(raw["name"]), raw["model"], raw["dataset"], Path(raw["checkpoint"]),
                        Path(raw["records"]), list(raw["methods"]), ratios, list(seeds),
                        dict(raw.get("train", {})), dict(raw.get("finetune", {})),
                        raw.get("device"),
                        _check_count(raw.get("test_images"), f"{p}: test_images"), p,
                        kinds[0], raw.get("normalization", "standard"),
-                       dict(raw.get("model_args", {})), train_seeds)
+                       dict(raw.get("model_args", {})), train_seeds, prior)
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -368,6 +381,8 @@ def run_bench(cfg: BenchConfig, data_root: str | None = None,
         x = te.x[:2].to(next(model.parameters()).device)
         for i, (label, level, seed) in enumerate(todo):
             method, options = method_options(label)
+            if cfg.input_prior is not None and method not in PEERS:
+                options["input_prior"] = cfg.input_prior
             rec, _, _ = prune_and_evaluate(model, method, cfg.target(level), seed, tune_split,
                                            te, cfg.model, cfg.dataset, acc_unpruned=acc0,
                                            example_inputs=x, device=cfg.device, **ft,

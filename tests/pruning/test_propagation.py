@@ -5,7 +5,13 @@ from torch import nn
 
 from coreprune.errors import InvalidArgumentError
 from coreprune.pruning import build_graph, find_unit_groups
-from coreprune.pruning.propagation import InputPrior, MomentPropagator
+from coreprune.pruning.propagation import (
+    InputPrior,
+    MixtureMoments,
+    MomentPropagator,
+    analytic_moments,
+)
+from coreprune.reconstruction import Gaussian
 
 
 def _mlp(prior):
@@ -87,6 +93,56 @@ def test_prior_shapes_and_errors():
         InputPrior(0.0, -1.0).gaussian((2,))
     with pytest.raises(InvalidArgumentError, match=r"input_prior must be \(mean, std\)"):
         InputPrior.from_value(3.0)
+    for bad in (1.0, (0.5, -0.1), (), "x"):
+        with pytest.raises(InvalidArgumentError, match="spatial_correlation must be a value"):
+            InputPrior(0.0, 1.0, bad)
+
+
+def test_a_mixture_prior_mixes_the_moments_of_its_components_layer_by_layer():
+    """Each component is followed through the network on its own (the ReLU of a mixture is not
+    the ReLU of its moment-matched Gaussian) and the groups' moments are mixed."""
+    prior = InputPrior.from_value((0.0, 1.0, [0.0, 0.5, 0.9]))
+    assert prior.spatial_correlation == (0.0, 0.5, 0.9)
+    assert [c.spatial_correlation for c in prior.components()] == [0.0, 0.5, 0.9]
+    assert InputPrior(0.0, 1.0, 0.5).components() == [InputPrior(0.0, 1.0, 0.5)]
+    assert prior.config()["spatial_correlation"] == [0.0, 0.5, 0.9]
+    # the flat prior of a mixture is its moments
+    g = prior.gaussian((1, 3, 3))
+    comps = [c.gaussian((1, 3, 3)) for c in prior.components()]
+    np.testing.assert_allclose(g.cov, np.mean([c.cov for c in comps], 0))
+    assert comps[1].cov[0, 1] == pytest.approx(0.5) and comps[1].cov[0, 4] == pytest.approx(0.25)
+    with pytest.raises(InvalidArgumentError, match="one field per component"):
+        prior.field((1, 3, 3))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(9, 6), nn.ReLU(), nn.Linear(6, 4), nn.ReLU(),
+                          nn.Linear(4, 2)).eval()
+    x = torch.randn(2, 1, 3, 3)
+    graph = build_graph(model, x)
+    groups = find_unit_groups(graph)
+    mixed = analytic_moments(graph, x, prior)
+    assert isinstance(mixed, MixtureMoments) and len(mixed.propagators) == 3
+    assert isinstance(analytic_moments(graph, x, InputPrior(0.0, 1.0, 0.0)), MomentPropagator)
+    for gi, grp in enumerate(groups):
+        h, why = mixed.unit_moments(grp, gi)
+        parts = [MomentPropagator(graph, x, c).unit_moments(grp, gi)[0]
+                 for c in prior.components()]
+        want = Gaussian.mixture(parts)
+        assert why == "" and mixed.propagators[0].read_prior
+        np.testing.assert_allclose(h.mean, want.mean, atol=1e-12)
+        np.testing.assert_allclose(h.cov, want.cov, atol=1e-12)
+    # and against sampling the mixture through the network: the first layer is exact
+    n = 300_000
+    zs = []
+    for k, c in enumerate(comps):
+        z = np.random.default_rng(k).multivariate_normal(c.mean, c.cov, size=n)
+        zs.append(z)
+    xs = torch.as_tensor(np.concatenate(zs)).float().reshape(-1, 1, 3, 3)
+    with torch.no_grad():
+        h1 = model[:3](xs).double().numpy()
+    h, _ = mixed.unit_moments(groups[0], 0)
+    np.testing.assert_allclose(h.mean, h1.mean(0), atol=0.01 * np.abs(h1.mean(0)).max())
+    np.testing.assert_allclose(h.cov, np.cov(h1.T, bias=True),
+                               atol=0.02 * np.abs(h.cov).max())
 
 
 class _Scaled(nn.Module):
@@ -109,3 +165,20 @@ def test_layers_outside_the_moment_model_say_why():
     coupled = next(g for g in find_unit_groups(graph, prune_coupled=True) if g.coupled)
     h, why = MomentPropagator(graph, x, InputPrior()).unit_moments(coupled, 0)
     assert h is None and "coupled through a residual addition" in why
+
+
+def test_a_mixture_computes_once_what_does_not_depend_on_the_prior():
+    """Units behind a LayerNorm (a source of the moment model) have the same moments under every
+    component: the mixture computes them once."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(9, 6), nn.ReLU(), nn.Linear(6, 6),
+                          nn.LayerNorm(6), nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 2)).eval()
+    x = torch.randn(2, 1, 3, 3)
+    graph = build_graph(model, x)
+    (behind,) = find_unit_groups(graph, ignored_layers=(model[3],))
+    mixed = analytic_moments(graph, x, InputPrior(0.0, 1.0, (0.0, 0.9)), samples=20_000)
+    h, _ = mixed.unit_moments(behind, 1)
+    assert not mixed.propagators[0].read_prior and not mixed.propagators[1]._cache
+    alone, _ = MomentPropagator(graph, x, InputPrior(0.0, 1.0, 0.0),
+                                samples=20_000).unit_moments(behind, 1)
+    np.testing.assert_allclose(h.cov, alone.cov, atol=1e-12)

@@ -177,6 +177,19 @@ def test_synthetic_inputs_match_the_batchnorm_statistics_and_are_seeded():
     assert all(p.requires_grad for p in net.parameters()) and not net.training
 
 
+def test_prior_samples_of_a_mixture_take_each_component_in_turn():
+    from coreprune.pruning.propagation import InputPrior
+    from coreprune.pruning.synthesis import _prior_samples
+
+    x = torch.randn(2, 1, 12, 12)
+    z = _prior_samples(InputPrior(0.0, 1.0, (0.0, 0.8)), x, 2000, seed=0).double()
+    for k, rho in enumerate((0.0, 0.8)):
+        part = z[k::2]
+        neighbour = (part[..., :, :-1] * part[..., :, 1:]).mean().item()
+        assert neighbour == pytest.approx(rho, abs=0.03)
+        assert part.var().item() == pytest.approx(1.0, abs=0.05)
+
+
 def test_reconstruction_is_reproducible_and_seeded():
     model = _Functional(nn.GELU()).eval()
     x = torch.randn(8, 12)

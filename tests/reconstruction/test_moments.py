@@ -133,3 +133,31 @@ def test_gaussian_affine_take_and_errors():
         activation_moments(g, "relu", method="exact")
     with pytest.raises(InvalidArgumentError, match="unknown activation 'swish2'"):
         Activation("swish2")
+
+
+def test_mixture_moments_match_sampling_the_mixture():
+    rng = np.random.default_rng(0)
+    comps = [Gaussian(rng.normal(size=3), (lambda a: a @ a.T)(rng.normal(size=(3, 3))))
+             for _ in range(3)]
+    w = np.array([0.2, 0.3, 0.5])
+    mix = Gaussian.mixture(comps, w)
+    n = 400_000
+    which = rng.choice(3, size=n, p=w)
+    x = np.empty((n, 3))
+    for k, c in enumerate(comps):
+        idx = which == k
+        x[idx] = rng.multivariate_normal(c.mean, c.cov, size=idx.sum())
+    np.testing.assert_allclose(mix.mean, x.mean(0), atol=0.02)
+    np.testing.assert_allclose(mix.cov, np.cov(x.T, bias=True), atol=0.05 * np.abs(mix.cov).max())
+    # equal weights by default; one component is itself; the covariance exceeds the average one
+    # by the spread of the means
+    eq = Gaussian.mixture(comps)
+    spread = np.mean([np.outer(c.mean - eq.mean, c.mean - eq.mean) for c in comps], 0)
+    np.testing.assert_allclose(eq.cov, np.mean([c.cov for c in comps], 0) + spread, atol=1e-12)
+    assert Gaussian.mixture(comps[:1]) is comps[0]
+    with pytest.raises(GeometryError, match="at least one component"):
+        Gaussian.mixture([])
+    with pytest.raises(GeometryError, match="differ in dimension"):
+        Gaussian.mixture([comps[0], Gaussian.independent(2)])
+    with pytest.raises(InvalidArgumentError, match="summing to 1"):
+        Gaussian.mixture(comps, [0.5, 0.5, 0.5])

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,11 +51,15 @@ from .groups import (
     module_of,
 )
 
-__all__ = ["InputPrior", "MomentPropagator", "FLATTEN_LIMIT"]
+__all__ = ["InputPrior", "MomentPropagator", "MixtureMoments", "analytic_moments", "FLATTEN_LIMIT",
+           "SPATIAL_CORRELATIONS"]
 
 _VIEWS = ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "FlattenBackward",
           "CloneBackward")
 FLATTEN_LIMIT = 4096  # most features a flattened feature map may have in the moment model
+# the default prior of image inputs: an equal mixture of independent pixels and pixels whose
+# neighbours correlate 0.5 and 0.9 (benchmarks/results/studies/datafree_settings.log)
+SPATIAL_CORRELATIONS = (0.0, 0.5, 0.9)
 
 
 @dataclass(frozen=True)
@@ -64,18 +69,40 @@ class InputPrior:
     ``mean`` and ``std`` are scalars, arrays of the per-sample input shape, or 1-D arrays with
     one value per channel (the first per-sample dimension, e.g. ``(0.485, 0.456, 0.406)`` for
     ``(3, H, W)`` images). The default ``N(0, 1)`` suits inputs standardised the usual way.
-    ``spatial_correlation``: for image inputs, the correlation of neighbouring pixels of one
-    channel, decaying as ``rho^(|dy| + |dx|)`` (0: independent pixels).
+    ``spatial_correlation``: for image inputs, the correlation ``rho`` of neighbouring pixels
+    of one channel, decaying as ``rho^(|dy| + |dx|)`` (0: independent pixels). A sequence of
+    values makes the prior an equal-weight mixture of one such prior per value
+    (:meth:`components`): the moment model follows each through the network and mixes the
+    moments of every layer (:meth:`~coreprune.reconstruction.Gaussian.mixture`), so a fold
+    minimises its error averaged over the correlations. Default :data:`SPATIAL_CORRELATIONS`,
+    ``(0, 0.5, 0.9)``: how strongly a model's pixels correlate is not in its weights, and a
+    fold fitted to one value is brittle when the images have another. Inputs that are not
+    images (not ``(C, H, W)``) ignore it.
     """
 
     mean: float | Sequence[float] | np.ndarray = 0.0
     std: float | Sequence[float] | np.ndarray = 1.0
-    spatial_correlation: float = 0.0
+    spatial_correlation: float | Sequence[float] = SPATIAL_CORRELATIONS
 
     def __post_init__(self) -> None:
-        if not 0.0 <= float(self.spatial_correlation) < 1.0:
-            raise InvalidArgumentError(f"input_prior spatial_correlation must lie in [0, 1), "
-                                       f"got {self.spatial_correlation!r}")
+        rho = self.spatial_correlation
+        values = [rho] if np.ndim(rho) == 0 else list(np.asarray(rho).reshape(-1))
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            values = []
+        if not values or not all(0.0 <= v < 1.0 for v in values):
+            raise InvalidArgumentError(f"input_prior spatial_correlation must be a value in "
+                                       f"[0, 1) or a sequence of them, got {rho!r}")
+        object.__setattr__(self, "spatial_correlation",
+                           values[0] if np.ndim(rho) == 0 else tuple(values))
+
+    def components(self) -> list[InputPrior]:
+        """The mixture's components, one prior per spatial correlation (itself when
+        ``spatial_correlation`` is one value)."""
+        if not isinstance(self.spatial_correlation, tuple):
+            return [self]
+        return [InputPrior(self.mean, self.std, rho) for rho in self.spatial_correlation]
 
     @staticmethod
     def from_value(value: InputPrior | tuple | None) -> InputPrior:
@@ -115,7 +142,9 @@ class InputPrior:
 
     def gaussian(self, shape: tuple[int, ...]) -> Gaussian:
         """The prior over the flattened input of per-sample ``shape`` (pixels of an image
-        correlated by ``spatial_correlation``)."""
+        correlated by ``spatial_correlation``; a mixture's moments)."""
+        if isinstance(self.spatial_correlation, tuple):
+            return Gaussian.mixture([c.gaussian(shape) for c in self.components()])
         m, s = self._moments(shape)
         g = Gaussian.independent(m.size, m, s)
         if self.spatial_correlation > 0 and len(shape) == 3:
@@ -126,7 +155,10 @@ class InputPrior:
 
     def field(self, shape: tuple[int, ...]) -> Field | None:
         """The prior as a channel-level field for ``(C, H, W)`` inputs, or None when its mean
-        or std varies within a channel."""
+        or std varies within a channel. One component only (:meth:`components`)."""
+        if isinstance(self.spatial_correlation, tuple):
+            raise InvalidArgumentError("a mixture prior has one field per component; call "
+                                       "field() on each of components()")
         m, s = self._moments(shape)
         c = shape[0]
         m, s = m.reshape(c, -1), s.reshape(c, -1)
@@ -141,7 +173,7 @@ class InputPrior:
             return float(a) if a.ndim == 0 else a.tolist()
 
         return {"mean": plain(self.mean), "std": plain(self.std),
-                "spatial_correlation": float(self.spatial_correlation)}
+                "spatial_correlation": plain(self.spatial_correlation)}
 
 
 class _NoModelError(Exception):
@@ -198,6 +230,10 @@ class MomentPropagator:
         self._inputs: dict[int, torch.Tensor] | None = None
         self._notes: list[str] = []
         self._gi = 0
+        # prior reads: _prior_for calls and cache hits on states that depend on the prior
+        self._reads = 0
+        self._depends: dict[int, bool] = {}
+        self.read_prior = False  # whether the last unit_moments depended on the input prior
 
     # -- what a layer reads --------------------------------------------------------------
     def _layer_input(self, module: nn.Module) -> torch.Tensor:
@@ -214,6 +250,7 @@ class MomentPropagator:
     def _prior_for(self, module: nn.Module) -> Gaussian | Field:
         """The prior as ``module`` (the first layer) reads it, if it reads the input
         unchanged."""
+        self._reads += 1
         seen = self._layer_input(module)
         x = self._x.to(seen)
         if isinstance(module, nn.Conv2d):
@@ -251,7 +288,9 @@ class MomentPropagator:
         """The moment model of ``node``'s output: a flat :class:`Gaussian` or a :class:`Field`."""
         key = id(node)
         if key in self._cache:
+            self._reads += self._depends.get(key, True)
             return self._cache[key]
+        reads = self._reads
         m = node.module
         name = grad_name(node)
         inputs = _data_inputs(node)
@@ -316,6 +355,7 @@ class MomentPropagator:
             raise _NoModelError(f"the input passes through {name or type(m).__name__}, which "
                                 "the moment model does not cover")
         self._cache[key] = out
+        self._depends[key] = self._reads > reads
         return out
 
     def _flat(self, field: Field) -> Gaussian:
@@ -391,6 +431,13 @@ class MomentPropagator:
         used. ``(None, why)`` where the moment model does not cover the group."""
         self._gi = gi
         self._notes = []
+        reads = self._reads
+        try:
+            return self._unit_moments(g)
+        finally:
+            self.read_prior = self._reads > reads
+
+    def _unit_moments(self, g: UnitGroup) -> tuple[Gaussian | None, str]:
         try:
             state = self._state(self._output_node(g))
         except _NoModelError as exc:
@@ -443,3 +490,58 @@ class MomentPropagator:
             seen.add(id(n))
             self._cache.pop(id(n), None)
             stack.extend(n.outputs)
+
+
+class MixtureMoments:
+    """The analytic moment model of a mixture prior (:meth:`InputPrior.components`): one
+    :class:`MomentPropagator` per component, their moments mixed per group with equal weights
+    (:meth:`~coreprune.reconstruction.Gaussian.mixture`). Same interface as
+    :class:`MomentPropagator`; a group the model does not cover under one component is not
+    covered."""
+
+    def __init__(self, propagators: list[MomentPropagator]) -> None:
+        self.propagators = propagators
+        self._shared: set[int] = set()  # groups whose moments do not depend on the prior
+
+    def unit_moments(self, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:
+        """The mixed moments; the first component's alone where they do not depend on the
+        input prior (e.g. units behind a LayerNorm, a source of the moment model)."""
+        first = self.propagators[0].unit_moments(g, gi)
+        if first[0] is None or not self.propagators[0].read_prior:
+            self._shared.add(id(g))
+            return first
+        self._shared.discard(id(g))
+        parts = [first] + [p.unit_moments(g, gi) for p in self.propagators[1:]]
+        for h, why in parts:
+            if h is None:
+                return None, why
+        notes = "; ".join(dict.fromkeys(why for _, why in parts if why))
+        return Gaussian.mixture([h for h, _ in parts]), notes
+
+    def consumer_moments(self, g: UnitGroup) -> None:
+        """Not given: the analytic model does not follow residual additions."""
+        return None
+
+    def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
+        if id(g) in self._shared:
+            return self.propagators[0].prior_preactivation(g)
+        parts = [p.prior_preactivation(g) for p in self.propagators]
+        return None if any(p is None for p in parts) else Gaussian.mixture(parts)
+
+    def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
+        for p in self.propagators:
+            p.pruned(g, keep)
+
+
+def analytic_moments(graph: tp.DependencyGraph, example_inputs: torch.Tensor,
+                     prior: InputPrior, method: str = "auto", seed: int = 0,
+                     **options: Any) -> MomentPropagator | MixtureMoments:
+    """The analytic moment model of ``graph``'s model under ``prior``: a
+    :class:`MomentPropagator` (``options``: its further arguments), or a
+    :class:`MixtureMoments` of one per component when the prior
+    is a mixture of image priors (inputs that are not ``(C, H, W)`` ignore the correlation:
+    one propagator serves every component)."""
+    components = prior.components() if example_inputs.dim() == 4 else prior.components()[:1]
+    parts = [MomentPropagator(graph, example_inputs, c, method, seed=seed, **options)
+             for c in components]
+    return parts[0] if len(parts) == 1 else MixtureMoments(parts)

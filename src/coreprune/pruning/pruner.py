@@ -52,7 +52,7 @@ from .groups import (
     input_sizes,
     unit_set,
 )
-from .propagation import InputPrior, MomentPropagator
+from .propagation import InputPrior, analytic_moments
 from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
 
 ALLOCATIONS = ("uniform", "sensitivity", "error")
@@ -444,7 +444,7 @@ class Pruner:
         behind residual additions."""
         if self.moment_model == "synthetic":
             return self._synthetic(source, x, graph)
-        analytic = MomentPropagator(graph, x, self.input_prior, self.moment_method,
+        analytic = analytic_moments(graph, x, self.input_prior, self.moment_method,
                                     seed=self.seed)
         if self.moment_model == "auto":
             return AutoMoments(analytic, lambda: self._synthetic(source, x, graph, budget=True))

@@ -35,18 +35,22 @@ __all__ = ["batchnorm_matched_inputs", "SampledMoments", "AutoMoments", "synthes
 
 def _prior_samples(prior: InputPrior, example_inputs: torch.Tensor, n: int,
                    seed: int) -> torch.Tensor:
-    """``n`` seeded samples of ``prior`` (image pixels correlated as ``rho^(|dy| + |dx|)``)."""
+    """``n`` seeded samples of ``prior`` (image pixels correlated as ``rho^(|dy| + |dx|)``;
+    sample ``i`` of a mixture from component ``i mod K``)."""
     shape = tuple(example_inputs.shape[1:])
     mean, std = (torch.as_tensor(a).reshape(shape) for a in prior._moments(shape))
     z = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
-    rho = float(prior.spatial_correlation)
-    if rho > 0 and len(shape) == 3:
-        def chol(k: int) -> torch.Tensor:
-            i = torch.arange(k, dtype=torch.float64)
-            return torch.linalg.cholesky(rho ** (i[:, None] - i[None, :]).abs())
+    if len(shape) == 3:
+        parts = prior.components()
+        for k, part in enumerate(parts):
+            rho = float(part.spatial_correlation)
+            if rho > 0:
+                def chol(size: int, rho: float = rho) -> torch.Tensor:
+                    i = torch.arange(size, dtype=torch.float64)
+                    return torch.linalg.cholesky(rho ** (i[:, None] - i[None, :]).abs())
 
-        z = chol(shape[1]) @ z @ chol(shape[2]).T
+                z[k::len(parts)] = chol(shape[1]) @ z[k::len(parts)] @ chol(shape[2]).T
     return (mean + std * z).to(example_inputs)
 
 

@@ -26,6 +26,7 @@ at ``rho = +-1`` it is the limit (duplicates and positive multiples are exact).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,30 @@ class Gaussian:
         if np.any(s < 0):
             raise InvalidArgumentError("std must be non-negative")
         return Gaussian(m, np.diag(s**2))
+
+    @staticmethod
+    def mixture(components: Sequence[Gaussian],
+                weights: Sequence[float] | np.ndarray | None = None) -> Gaussian:
+        """The mean and covariance of the mixture ``sum_k w_k N(m_k, S_k)`` (equal weights by
+        default): ``m = sum_k w_k m_k`` and ``S = sum_k w_k (S_k + m_k m_k^T) - m m^T``, exact
+        (the mixture itself is not Gaussian; these are its first two moments). A least-squares
+        fold computed from them minimises the error averaged over the components, because the
+        expected squared error is linear in the second moments."""
+        if not components:
+            raise GeometryError("a mixture needs at least one component")
+        dims = {c.dim for c in components}
+        if len(dims) != 1:
+            raise GeometryError(f"mixture components differ in dimension: {sorted(dims)}")
+        w = (np.full(len(components), 1.0 / len(components)) if weights is None
+             else np.asarray(weights, dtype=np.float64))
+        if w.shape != (len(components),) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+            raise InvalidArgumentError("mixture weights must be one non-negative weight per "
+                                       "component, summing to 1")
+        if len(components) == 1:
+            return components[0]
+        mean = sum(wk * c.mean for wk, c in zip(w, components, strict=True))
+        second = sum(wk * c.second_moment() for wk, c in zip(w, components, strict=True))
+        return Gaussian(mean, second - np.outer(mean, mean))
 
 
 def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: np.ndarray) -> np.ndarray:
