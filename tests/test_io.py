@@ -188,6 +188,23 @@ def test_depthwise_convolutions_stay_depthwise_when_reloaded_into_the_architectu
     torch.testing.assert_close(mine.eval()(x), small(x))
 
 
+def test_grouped_convolutions_keep_their_groups_when_reloaded_into_the_architecture(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.regnet_x_400mf(num_classes=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    small = coreprune.prune(net, "l1", keep_ratio=0.5, example_inputs=x[:1])
+    save(small, tmp_path / "small.pt")
+    mine = coreprune.load(tmp_path / "small.pt", model=torchvision.models.regnet_x_400mf(
+        num_classes=4)).eval()
+    pairs = [(a, b) for a, b in zip(small.modules(), mine.modules(), strict=True)
+             if isinstance(a, torch.nn.Conv2d) and a.groups > 1]
+    assert pairs and all((a.groups, a.in_channels) == (b.groups, b.in_channels)
+                         for a, b in pairs)
+    torch.testing.assert_close(mine(x), small(x))
+
+
 def test_the_stored_structure_holds_no_weights_and_runs_no_code(tmp_path):
     import io as stdlib_io
 

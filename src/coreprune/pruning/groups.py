@@ -13,6 +13,15 @@ the layers after the depthwise path read (MobileNet's expansion, depthwise and p
 convolutions: the expansion's output channels are the units, the projection reads them).
 A layer whose outputs, through a sigmoid-like activation, multiply the units channel by channel
 (a squeeze-and-excitation *gate*) belongs to them too: its output row i gates unit i.
+
+A grouped convolution (``1 < groups < channels``: RegNet, ResNeXt) needs every one of its
+``groups`` channel groups to keep the same width, so where one reads or writes a group's
+channels the units are *slots*: with ``n`` channels in ``k`` groups of ``s = n / k``, unit j is
+the channels ``j, j + s, ..., j + (k - 1) s`` (the same position in every channel group, as
+Torch-Pruning prunes grouped convolutions), its incoming point is their rows side by side and
+its outgoing vector their columns side by side. A grouped convolution that reads the units
+reads slot j through its weight column j alone (``weight[:, j]``: channel ``j + t s`` reaches
+the outputs of group t only).
 """
 
 from __future__ import annotations
@@ -29,9 +38,9 @@ from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "grad_name", "is_depthwise", "module_of", "unit_output",
-           "find_unit_groups", "unit_set", "apply_change", "apply_selection", "activation_of",
-           "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
+__all__ = ["UnitGroup", "build_graph", "grad_name", "is_depthwise", "channel_groups", "module_of",
+           "unit_output", "find_unit_groups", "unit_set", "apply_change", "apply_selection",
+           "activation_of", "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -50,6 +59,9 @@ class UnitGroup:
         carriers: module paths of the depthwise convolutions the units pass through on their way
             to the consumers, in order (module docstring).
         gates: module paths of the layers whose outputs gate the units (module docstring).
+        channel_groups: k > 1 when a grouped convolution reads or writes the channels: each unit
+            is then a slot of k channels (module docstring; :meth:`channels`), ``n_units`` the
+            number of slots.
         foldable: whether coreset weights can be folded into the consumers (all readers are
             plain ``Conv``/``Linear`` and the units are not coupled through identity paths).
         note: why the group is not foldable, if it is not.
@@ -64,14 +76,31 @@ class UnitGroup:
     note: str = ""
     carriers: list[str] = field(default_factory=list)
     gates: list[str] = field(default_factory=list)
+    channel_groups: int = 1
 
     @property
     def coupled(self) -> bool:
         return len(self.producers) > 1
 
+    def channels(self, units: np.ndarray) -> np.ndarray:
+        """The channel indices of ``units`` (sorted): unit j is channels ``j + t * n_units``,
+        ``t = 0 .. channel_groups - 1`` (the units themselves when ``channel_groups`` is 1)."""
+        units = np.asarray(units, dtype=np.int64)
+        steps = np.arange(self.channel_groups, dtype=np.int64) * self.n_units
+        return np.sort((units[None, :] + steps[:, None]).reshape(-1))
 
-def _plain(module: nn.Module) -> bool:
-    return isinstance(module, PRODUCERS) and getattr(module, "groups", 1) == 1
+
+def _slots(rows: torch.Tensor, k: int) -> torch.Tensor:
+    """``rows`` (n, d), one per channel, as (n / k, k d): slot j's channels ``j + t n / k`` side
+    by side (:meth:`UnitGroup.channels`)."""
+    return rows.reshape(k, rows.shape[0] // k, -1).transpose(0, 1).reshape(rows.shape[0] // k, -1)
+
+
+def channel_groups(module: nn.Module) -> int:
+    """The number of channel groups of a grouped convolution (``groups``), 1 for every other
+    layer, depthwise convolutions included (they carry units, module docstring)."""
+    return (module.groups if isinstance(module, nn.Conv1d | nn.Conv2d) and not is_depthwise(module)
+            else 1)
 
 
 def grad_name(node: tp.Node) -> str:
@@ -183,18 +212,21 @@ def find_unit_groups(
                 skipped.update((names[m], "channels coupled through residual additions; "
                                 "prune_coupled=True prunes them") for m in producers)
             continue
+        k = max(channel_groups(m) for m in producers + consumers + gates)
         for m in producers + consumers + gates:
-            if not _plain(m):
-                others.append((m, f"{type(m).__name__} with groups={m.groups}"))
+            if channel_groups(m) not in (1, k):
+                others.append((m, f"{type(m).__name__} with groups={m.groups} beside one with "
+                               f"groups={k}"))
         if others:
             m, why = others[0]
             raise UnsupportedModelError(
                 f"module {names.get(m, '?')!r} ({why}) reads or writes the channels of "
-                f"{names[root]!r}; coreprune prunes Linear/Conv1d/Conv2d (groups=1) and "
-                f"BatchNorm only. Pass it in ignored_layers to leave this group unpruned.")
-        g = UnitGroup(names[root], root, n, [names[m] for m in producers],
+                f"{names[root]!r}; coreprune prunes Linear/Conv1d/Conv2d (grouped ones where "
+                "every grouped layer of the channels has the same groups) and BatchNorm only. "
+                "Pass it in ignored_layers to leave this group unpruned.")
+        g = UnitGroup(names[root], root, n // k, [names[m] for m in producers],
                       [names[m] for m in consumers], carriers=[names[m] for m in carriers],
-                      gates=[names[m] for m in gates])
+                      gates=[names[m] for m in gates], channel_groups=k)
         if g.coupled:
             g.foldable, g.note = False, "channels coupled through a residual addition"
         elif gates:
@@ -217,15 +249,24 @@ def _batchnorm_after(graph: tp.DependencyGraph, producer: nn.Module) -> nn.Modul
 
 
 def _consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
-    """Yield ``(module, index matrix (n, c))``: consumer input indices of each unit."""
-    group, n = _full_group(graph, g.root)
+    """Yield ``(module, index matrix (n_units, c))``: the indices into each consumer's weight
+    dimension 1 that every unit reaches (a grouped consumer: its weight column, module
+    docstring)."""
+    group, _ = _full_group(graph, g.root)
     for item in group.items:
         m = item.dep.target.module
         if (isinstance(m, PRODUCERS) and graph.is_in_channel_pruning_fn(item.dep.handler)
                 and not is_depthwise(m)):  # a depthwise conv carries the units, reads none
             idxs, roots = np.asarray(item.idxs), np.asarray(item.root_idxs)
-            order = np.lexsort((idxs, roots))
-            yield m, idxs[order].reshape(n, -1)
+            units = roots % g.n_units  # channel r belongs to slot r mod n_units
+            order = np.lexsort((idxs, roots, units))
+            idxs, units = idxs[order], units[order]
+            if channel_groups(m) > 1:  # slot j's channels all enter through column j
+                idxs = idxs % m.weight.shape[1]
+                keep = np.ones(idxs.size, dtype=bool)
+                keep[1:] = (idxs[1:] != idxs[:-1]) | (units[1:] != units[:-1])
+                idxs = idxs[keep]
+            yield m, idxs.reshape(g.n_units, -1)
 
 
 def _named_consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
@@ -246,9 +287,13 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
         w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
         b = (m.bias.detach().cpu().double() if m.bias is not None
              else torch.zeros(w.shape[0], dtype=w.dtype))
-        filters.append(w)
-        if raw_bias is None:
-            raw_bias = b.numpy().copy()
+        k = g.channel_groups
+        if k > 1:  # slots: a raw bias goes into the filter rows (L1 of [W | b] unchanged)
+            filters.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
+        else:
+            filters.append(w)
+            if raw_bias is None:
+                raw_bias = b.numpy().copy()
         bn = _batchnorm_after(graph, m)
         if bn is not None:
             bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
@@ -256,7 +301,7 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
             scale = bn_w / torch.sqrt(var + bn.eps)
             b = (b - mean) * scale + bn_b
             w = w * scale[:, None]
-        incoming.append(torch.cat([w, b[:, None]], dim=1))
+        incoming.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
     outgoing, columns, start = [], {}, 0
     for name, m, cols in _named_consumer_slices(graph, g):
         w = m.weight.detach().cpu().double()
@@ -265,7 +310,7 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
         columns[name] = slice(start, start + outgoing[-1].shape[1])
         start += outgoing[-1].shape[1]
     bn = _batchnorm_after(graph, unit_output(graph, g))
-    norm = None if bn is None or g.coupled else BatchNormParams(
+    norm = None if bn is None or g.coupled or g.channel_groups > 1 else BatchNormParams(
         *(t.detach().cpu().double().numpy()
           for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)), float(bn.eps))
     return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
@@ -434,7 +479,8 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
     remove = np.setdiff1d(np.arange(g.n_units), change.fold.keep)
     if remove.size:
         pruner = graph.get_pruner_of_module(g.root)
-        graph.get_pruning_group(g.root, pruner.prune_out_channels, remove.tolist()).prune()
+        graph.get_pruning_group(g.root, pruner.prune_out_channels,
+                                g.channels(remove).tolist()).prune()
 
 
 def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,

@@ -103,7 +103,7 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
     work.zero_grad(set_to_none=True)
     for g, root, k in zip(groups, roots, keep_counts, strict=True):
         got = root.out_features if isinstance(root, nn.Linear) else root.out_channels
-        if got != k:
+        if got != k * g.channel_groups:
             raise UnsupportedModelError(
                 f"Torch-Pruning kept {got} units of {g.name!r}, not the {k} asked for")
     return work

@@ -8,8 +8,9 @@ Layer by layer, in the order the pruner processes them, the moments are pushed t
 *current* model, i.e. through the layers already pruned and reconstructed:
 
 * ``Linear``: ``N(m, S) -> N(W m + b, W S W^T)`` (exact);
-* ``Conv2d`` (groups 1), pooling, flattening: channel-level Gaussian fields
-  (:mod:`coreprune.reconstruction.spatial`);
+* ``Conv2d``, pooling, flattening: channel-level Gaussian fields
+  (:mod:`coreprune.reconstruction.spatial`; a grouped convolution as its block-diagonal dense
+  equivalent, the same map);
 * ``BatchNorm1d/2d``: each channel's output mean and variance are the BatchNorm's own ``beta``
   and ``gamma^2`` (exact on the training data, read from the weights); correlations propagated;
 * an elementwise activation: :func:`coreprune.reconstruction.activation_moments`, the output
@@ -187,6 +188,17 @@ def _data_inputs(node: tp.Node) -> list[tp.Node]:
                 ("TBackward", "PermuteBackward")))]
 
 
+def _block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
+    """The dense weight (out, groups * in_per_group, kh, kw) of a grouped convolution's
+    ``weight`` (out, in_per_group, kh, kw): output group t reads input group t only."""
+    out, per = weight.shape[:2]
+    dense = np.zeros((out, groups * per, *weight.shape[2:]))
+    rows = out // groups
+    for t in range(groups):
+        dense[t * rows:(t + 1) * rows, t * per:(t + 1) * per] = weight[t * rows:(t + 1) * rows]
+    return dense
+
+
 def _pair(v) -> tuple[int, int]:
     v = tuple(int(x) for x in (v if isinstance(v, list | tuple) else (v, v)))
     return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
@@ -307,8 +319,8 @@ class MomentPropagator:
             out = x.affine(m.weight.detach().cpu().double().numpy(), b)
         elif isinstance(m, nn.Conv2d):
             depthwise = is_depthwise(m)
-            if (m.groups != 1 and not depthwise) or isinstance(m.padding, str):
-                raise _NoModelError(f"Conv2d with groups={m.groups} / padding={m.padding!r}")
+            if isinstance(m.padding, str):
+                raise _NoModelError(f"Conv2d with padding={m.padding!r}")
             try:
                 x = self._prior_for(m) if not inputs else self._input_state(inputs)
                 if not isinstance(x, Field):
@@ -317,8 +329,10 @@ class MomentPropagator:
                 x = self._local_prior(m, str(exc))
             b = None if m.bias is None else m.bias.detach().cpu().double().numpy()
             conv = spatial.depthwise_conv2d if depthwise else spatial.conv2d
-            out = conv(x, m.weight.detach().cpu().double().numpy(), b, _pair(m.stride),
-                       _pair(m.padding), _pair(m.dilation))
+            w = m.weight.detach().cpu().double().numpy()
+            if m.groups > 1 and not depthwise:  # the same map as its block-diagonal dense conv
+                w = _block_diagonal(w, m.groups)
+            out = conv(x, w, b, _pair(m.stride), _pair(m.padding), _pair(m.dilation))
         elif isinstance(m, nn.LayerNorm) and m.elementwise_affine and m.weight is not None \
                 and len(m.normalized_shape) == 1:
             # each token normalised over its features: mean 0, variance 1 before the affine;
@@ -467,6 +481,7 @@ class MomentPropagator:
     def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
         """Group ``g`` now keeps ``keep``: restrict its cached moments to those units and forget
         everything downstream of its consumers (their weights changed)."""
+        keep = g.channels(keep)
         chain = [self.graph.module2node[g.root]]
         node = chain[0]
         consumers = {id(m) for m, _ in _consumer_slices(self.graph, g)}
@@ -478,7 +493,8 @@ class MomentPropagator:
             if isinstance(state, Field):
                 self._cache[id(n)] = Field(state.channels.take(keep), state.rho, state.size)
             elif isinstance(state, Gaussian):
-                per = state.dim // g.n_units  # flattened maps: every position of a kept unit
+                per = state.dim // (g.n_units * g.channel_groups)  # flattened maps: every
+                # position of a kept channel
                 idx = (keep[:, None] * per + np.arange(per)[None, :]).reshape(-1)
                 self._cache[id(n)] = state.take(idx)
         stack = [self.graph.module2node[m] for m, _ in _consumer_slices(self.graph, g)]

@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
 from ..metrics import count_flops, count_params
-from ..reconstruction import MOMENT_METHODS, drop_fold, greedy_selection, output_gram
+from ..reconstruction import MOMENT_METHODS, Gaussian, drop_fold, greedy_selection, output_gram
 from ..validation import check_device
 from .budget import (
     build_cost_model,
@@ -383,8 +383,7 @@ class Pruner:
                 per_consumer = None
                 if propagator is not None:
                     g_live = _same_group(g, named_live)
-                    moments, why = (propagator.unit_moments(g_live, gi) if g.foldable
-                                    else (None, g.note))
+                    moments, why = _group_moments(propagator, g_live, gi)
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
                     if g.coupled and not g.carriers and self.compensation.needs_moments:
@@ -427,9 +426,7 @@ class Pruner:
         model_of = self._moment_model(work, x, g_work)
         curves = []
         for gi, g in enumerate(groups):
-            h = None
-            if g.foldable:
-                h, _ = model_of.unit_moments(_same_group(g, named), gi)
+            h, _ = _group_moments(model_of, _same_group(g, named), gi)
             if h is None:
                 curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
                 continue
@@ -596,6 +593,18 @@ def _public_boundary(model: nn.Module, stage: list[str]):
             f"{type(model).__name__}: {stage[0]} failed ({describe(exc)}); "
             "coreprune cannot prune this model as it is: pass the modules involved in "
             "ignored_layers to leave them whole, or report the model") from exc
+
+
+def _group_moments(model_of, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:
+    """``model_of.unit_moments(g, gi)`` where the moment model describes ``g``'s units; else
+    ``(None, why)``: units that cannot take a fold, and slots of a grouped convolution (the
+    moment model is per channel; a slot's channels would need one shared fold)."""
+    if not g.foldable:
+        return None, g.note
+    if g.channel_groups > 1:
+        return None, (f"units are slots of {g.channel_groups} channels (a grouped convolution); "
+                      "the moment model is per channel")
+    return model_of.unit_moments(g, gi)
 
 
 def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:

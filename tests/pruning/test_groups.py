@@ -1,0 +1,159 @@
+"""Unit groups of grouped convolutions: units are slots of one channel per channel group."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import coreprune
+from coreprune.importance import Selection
+from coreprune.metrics import count_params
+from coreprune.pruning import Pruner, apply_selection, build_graph, find_unit_groups, unit_set
+from coreprune.pruning.peers import prune_with_torch_pruning
+from coreprune.pruning.propagation import InputPrior, MomentPropagator
+
+
+class _GroupedBlock(nn.Module):
+    """A ResNeXt-style bottleneck: 1x1 conv (12 channels) -> grouped 3x3 conv (3 groups of 4)
+    -> 1x1 conv, BatchNorm and ReLU after each, then pooling and a Linear."""
+
+    def __init__(self, groups: int = 3, dense: nn.Conv2d | None = None) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(2, 12, 1)
+        self.bn_a = nn.BatchNorm2d(12)
+        self.b = dense or nn.Conv2d(12, 12, 3, padding=1, groups=groups)
+        self.bn_b = nn.BatchNorm2d(12)
+        self.c = nn.Conv2d(12, 6, 1)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn_a(self.a(x)))
+        h = torch.relu(self.bn_b(self.b(h)))
+        return self.head(torch.relu(self.c(h)).mean((2, 3)))
+
+
+def _block() -> _GroupedBlock:
+    torch.manual_seed(0)
+    return _GroupedBlock().eval()
+
+
+def test_units_of_a_grouped_convolution_are_slots_across_its_groups():
+    model = _block()
+    x = torch.randn(2, 2, 6, 6)
+    graph = build_graph(model, x)
+    groups = {g.name: g for g in find_unit_groups(graph)}
+    a, b = groups["a"], groups["b"]
+    assert (a.n_units, a.channel_groups, b.n_units, b.channel_groups) == (4, 3, 4, 3)
+    assert groups["c"].channel_groups == 1
+    np.testing.assert_array_equal(a.channels(np.array([1, 3])), [1, 3, 5, 7, 9, 11])
+    units = unit_set(graph, a)
+    w = model.a.weight.detach().double().reshape(12, -1)
+    scale = 1 / np.sqrt(1 + model.bn_a.eps)
+    # slot j: channels j, j + 4, j + 8 side by side, each [w | b] with the BatchNorm folded in
+    assert units.incoming.shape == (4, 3 * 3)
+    np.testing.assert_allclose(units.incoming[1, 3:5], w[5].numpy() * scale)
+    # the grouped conv reads slot j through its weight column j
+    np.testing.assert_allclose(units.outgoing[2],
+                               model.b.weight.detach().double()[:, 2].reshape(-1).numpy())
+    assert unit_set(graph, b).outgoing.shape == (4, 3 * 6)
+
+
+def test_dropping_slots_that_feed_nothing_preserves_outputs_and_keeps_the_groups():
+    model = _block()
+    with torch.no_grad():
+        model.b.weight[:, 1] = 0.0  # slot 1 of a (channels 1, 5, 9) reaches nothing
+        model.c.weight[:, [3, 7, 11]] = 0.0  # slot 3 of b reaches nothing
+    x = torch.randn(4, 2, 6, 6)
+    ref = model(x)
+    graph = build_graph(model, x)
+    groups = {g.name: g for g in find_unit_groups(graph)}
+    apply_selection(graph, groups["a"], Selection(np.array([0, 2, 3]), np.ones(3), np.ones(4)))
+    apply_selection(graph, groups["b"], Selection(np.array([0, 1, 2]), np.ones(3), np.ones(4)))
+    assert (model.a.out_channels, model.b.in_channels, model.b.out_channels) == (9, 9, 9)
+    assert model.b.groups == 3 and model.c.in_channels == 9
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_merging_a_duplicate_slot_is_exact():
+    """Neuron Merging of a slot whose channels repeat another slot's (rows and BatchNorm) moves
+    its outgoing columns onto the copy: exact for ReLU units."""
+    model = _block()
+    with torch.no_grad():
+        for t in range(3):  # slot 3 of a repeats slot 0 in every channel group
+            model.a.weight[4 * t + 3] = model.a.weight[4 * t]
+            model.a.bias[4 * t + 3] = model.a.bias[4 * t]
+    x = torch.randn(4, 2, 6, 6)
+    ref = model(x)
+    graph = build_graph(model, x)
+    g = next(g for g in find_unit_groups(graph) if g.name == "a")
+    apply_selection(graph, g, Selection(np.arange(3), np.ones(3), np.ones(4)),
+                    compensation="merge")
+    assert model.b.in_channels == 9 and model.b.weight.shape[1] == 3
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["greedy", "coreset", "l1", "neuron-merging"])
+def test_a_grouped_network_prunes_runs_and_reports_true_counts(method):
+    model = _block()
+    x = torch.randn(2, 2, 6, 6)
+    assert torch.equal(Pruner(method, keep_ratio=1.0).fit_transform(model, x)(x), model(x))
+    pruner = Pruner(method, params_removed=0.3)
+    small = pruner.fit_transform(model, x)
+    assert torch.isfinite(small(x)).all()
+    assert small.b.groups == 3 and small.b.in_channels % 3 == small.b.out_channels % 3 == 0
+    assert pruner.report_.params_after == count_params(small) < count_params(model)
+    slots = {lr.name: lr for lr in pruner.report_.layers}
+    assert small.a.out_channels == 3 * slots["a"].kept
+    if method == "greedy":  # no moment model for slots: the record says so
+        assert "slots" in slots["a"].info["moment_model"]
+
+
+def test_moments_through_a_grouped_convolution_are_those_of_its_dense_equivalent():
+    grouped = _block()
+    dense = nn.Conv2d(12, 12, 3, padding=1)
+    with torch.no_grad():
+        dense.weight.zero_()
+        for t in range(3):
+            rows = slice(4 * t, 4 * t + 4)
+            dense.weight[rows, rows] = grouped.b.weight[rows]
+        dense.bias.copy_(grouped.b.bias)
+    twin = _GroupedBlock(dense=dense).eval()
+    twin.load_state_dict({k: v for k, v in grouped.state_dict().items() if not k.startswith("b.")},
+                         strict=False)
+    x = torch.randn(2, 2, 6, 6)
+    torch.testing.assert_close(twin(x), grouped(x), rtol=1e-5, atol=1e-6)
+    got = []
+    for model in (grouped, twin):
+        graph = build_graph(model, x)
+        c = next(g for g in find_unit_groups(graph) if g.name == "c")
+        h, why = MomentPropagator(graph, x, InputPrior(0.0, 1.0, 0.5)).unit_moments(c, 0)
+        assert why == ""
+        got.append(h)
+    np.testing.assert_allclose(got[0].mean, got[1].mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got[0].cov, got[1].cov, rtol=1e-10, atol=1e-12)
+
+
+def test_torch_pruning_peer_keeps_the_same_slots_count():
+    model = _block()
+    x = torch.randn(2, 2, 6, 6)
+    structure = Pruner("l1", params_removed=0.3).fit(model, x)
+    out = prune_with_torch_pruning(model, "tp-magnitude", structure.groups_,
+                                   structure.keep_counts_, x)
+    assert out.b.groups == 3 and count_params(out) == count_params(structure.transform(model))
+
+
+def test_torchvision_regnet_prunes_every_grouped_block():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.regnet_y_400mf(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.warns(coreprune.CorepruneWarning, match="residual"):
+        small = coreprune.prune(model, "l1", params_removed=0.3, example_inputs=x[:1])
+    assert torch.isfinite(small(x)).all()
+    report = coreprune.report_of(small)
+    assert report.params_after == count_params(small) and report.params_removed >= 0.3
+    grouped = [(m, s) for m, s in zip(model.modules(), small.modules(), strict=True)
+               if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert grouped and all(s.groups == m.groups and s.out_channels < m.out_channels
+                           for m, s in grouped)
