@@ -386,7 +386,8 @@ class Pruner:
                     moments, why = _group_moments(propagator, g_live, gi)
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
-                    if g.coupled and not g.carriers and self.compensation.needs_moments:
+                    if (g.coupled and not g.carriers and g.channel_groups == 1
+                            and self.compensation.needs_moments):
                         per_consumer = propagator.consumer_moments(g_live)
                     units = dataclasses.replace(units, moments=moments, prior_preactivation=pre,
                                                 consumer_moments=per_consumer)
