@@ -215,3 +215,27 @@ def test_committed_results_pages_match_their_records():
             png = os.path.relpath(root / cfg.records.with_suffix(".png"), page.parent)
             sections.append((cfg.name, records, png if records else f"coreprune bench {c}"))
         assert results_markdown(sections, command, title) == text, page
+
+
+def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
+    """The coverage harness (benchmarks/coverage.py) on a small subset, as CI runs it: a model
+    coreprune prunes (output checked, counts true, Torch-Pruning timed beside it) and one it
+    cannot (a one-line error of its own, never a raw exception)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage.py"
+    spec = importlib.util.spec_from_file_location("coverage_bench", path)
+    coverage = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(coverage)
+    out = tmp_path / "cov"
+    assert coverage.main(["--models", "tv:regnet_x_400mf", "hf:gpt2", "--threads", "1",
+                          "--timeout", "300", "--out", str(out)]) == 0
+    rows = {r["model"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    ok = rows["tv:regnet_x_400mf"]["coreprune"]
+    assert ok["status"] == "ok" and ok["output_ok"] and ok["params_match"]
+    assert ok["params_removed"] >= 0.5 and ok["min_kept_fraction"] >= 0.1
+    assert ok["tp_same_widths_seconds"] > 0
+    assert rows["tv:regnet_x_400mf"]["tp_alone"]["status"] == "ok"
+    assert rows["hf:gpt2"]["coreprune"]["status"].startswith("UnsupportedModelError: ")
+    assert "| tv:regnet_x_400mf |" in out.with_suffix(".md").read_text()
