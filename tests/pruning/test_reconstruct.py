@@ -144,6 +144,10 @@ def test_residual_cnn_blocks_use_a_local_prior_or_synthetic_inputs_and_say_so():
     assert all(i["moment_model"].startswith("8 synthetic inputs") for n, i in infos.items()
                if n != "layers.0.conv1")
     assert auto.report_.target["synthesis"]["used"] is True
+    # the synthesis starts from the prior's first component (independent pixels), the analytic
+    # groups take the whole mixture
+    assert auto.report_.target["synthesis"]["start_prior"]["spatial_correlation"] == 0.0
+    assert auto.report_.target["input_prior"]["spatial_correlation"] == [0.0, 0.5, 0.9]
     # over the budget: the local prior, and the record says why
     tight = Pruner("coreset", keep_ratio=0.5, synthesis_budget=1e6)
     tight.fit_transform(net, x)

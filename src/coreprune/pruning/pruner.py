@@ -182,8 +182,13 @@ class Pruner:
             ``"bn-mean"`` / ``"none"``.
         input_prior: the model of the inputs for the moment model: ``(mean, std)`` of
             independent Gaussians per input element (scalars, one per channel, or the input's
-            shape; :class:`~coreprune.pruning.propagation.InputPrior`). Default ``(0, 1)``:
-            inputs normalised the usual way. No data is read.
+            shape; :class:`~coreprune.pruning.propagation.InputPrior`), a third item the
+            neighbour correlation of image pixels (one value or a sequence: an equal mixture).
+            Default ``(0, 1)`` (inputs normalised the usual way) with, for images, the mixture
+            over correlations ``SPATIAL_CORRELATIONS`` (0, 0.5, 0.9). Synthetic inputs start
+            from its first component only (independent pixels for the default), the analytic
+            moments take the whole mixture: measured on the trained ResNet-20 and ResNet-56
+            (docs/method.md §3). No data is read.
         moment_method: how the analytic model computes activation moments: ``"auto"`` (closed
             form for ReLU, leaky ReLU and linear layers, Monte Carlo otherwise), ``"closed"``,
             ``"quadrature"`` or ``"montecarlo"`` (:func:`~coreprune.reconstruction.
@@ -462,7 +467,9 @@ class Pruner:
             if flops > self.synthesis_budget or not has_norm:
                 self.synthesis_["used"] = False
                 return None
-        inputs, rel = batchnorm_matched_inputs(model, x, self.input_prior,
+        start = self.input_prior.components()[0]  # not the mixture: measured, see input_prior
+        self.synthesis_["start_prior"] = start.config()
+        inputs, rel = batchnorm_matched_inputs(model, x, start,
                                                self.synthetic_inputs, self.synthetic_steps,
                                                seed=self.seed)
         self.synthesis_.update({"used": True, "relative_loss": rel})
