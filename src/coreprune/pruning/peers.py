@@ -105,5 +105,6 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
         got = root.out_features if isinstance(root, nn.Linear) else root.out_channels
         if got != k * g.channel_groups:
             raise UnsupportedModelError(
-                f"Torch-Pruning kept {got} units of {g.name!r}, not the {k} asked for")
+                f"Torch-Pruning kept {got} output channels of {g.name!r}, not the "
+                f"{k * g.channel_groups} asked for")
     return work
