@@ -258,15 +258,11 @@ def _consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
         if (isinstance(m, PRODUCERS) and graph.is_in_channel_pruning_fn(item.dep.handler)
                 and not is_depthwise(m)):  # a depthwise conv carries the units, reads none
             idxs, roots = np.asarray(item.idxs), np.asarray(item.root_idxs)
-            units = roots % g.n_units  # channel r belongs to slot r mod n_units
-            order = np.lexsort((idxs, roots, units))
-            idxs, units = idxs[order], units[order]
             if channel_groups(m) > 1:  # slot j's channels all enter through column j
-                idxs = idxs % m.weight.shape[1]
-                keep = np.ones(idxs.size, dtype=bool)
-                keep[1:] = (idxs[1:] != idxs[:-1]) | (units[1:] != units[:-1])
-                idxs = idxs[keep]
-            yield m, idxs.reshape(g.n_units, -1)
+                yield m, np.arange(g.n_units)[:, None]
+                continue
+            order = np.lexsort((idxs, roots, roots % g.n_units))  # channel r: slot r mod n_units
+            yield m, idxs[order].reshape(g.n_units, -1)
 
 
 def _named_consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
@@ -282,12 +278,12 @@ def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
     named = dict(graph.model.named_modules())
     incoming, filters = [], []
     raw_bias = None
+    k = g.channel_groups
     for name in g.producers + g.carriers + g.gates:
         m = named[name]
         w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
         b = (m.bias.detach().cpu().double() if m.bias is not None
              else torch.zeros(w.shape[0], dtype=w.dtype))
-        k = g.channel_groups
         if k > 1:  # slots: a raw bias goes into the filter rows (L1 of [W | b] unchanged)
             filters.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
         else:

@@ -41,16 +41,16 @@ def _prior_samples(prior: InputPrior, example_inputs: torch.Tensor, n: int,
     mean, std = (torch.as_tensor(a).reshape(shape) for a in prior._moments(shape))
     z = torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed),
                     dtype=torch.float64)
+    def chol(size: int, rho: float) -> torch.Tensor:
+        i = torch.arange(size, dtype=torch.float64)
+        return torch.linalg.cholesky(rho ** (i[:, None] - i[None, :]).abs())
+
     if len(shape) == 3:
         parts = prior.components()
         for k, part in enumerate(parts):
             rho = float(part.spatial_correlation)
             if rho > 0:
-                def chol(size: int, rho: float = rho) -> torch.Tensor:
-                    i = torch.arange(size, dtype=torch.float64)
-                    return torch.linalg.cholesky(rho ** (i[:, None] - i[None, :]).abs())
-
-                z[k::len(parts)] = chol(shape[1]) @ z[k::len(parts)] @ chol(shape[2]).T
+                z[k::len(parts)] = chol(shape[1], rho) @ z[k::len(parts)] @ chol(shape[2], rho).T
     return (mean + std * z).to(example_inputs)
 
 
