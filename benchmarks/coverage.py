@@ -176,11 +176,18 @@ def run_one(spec: str, tool: str, method: str, target: float, threads: int) -> d
     return out
 
 
+def target_of(spec: str, args) -> float:
+    """The parameter target of ``spec``: ``--hf-target`` for Hugging Face models (only their
+    FFNs are pruned: embeddings, attention and the residual stream hold most of a small
+    config's parameters), ``--target`` for the rest."""
+    return args.hf_target if spec.startswith("hf:") else args.target
+
+
 def _subprocess(spec: str, tool: str, args) -> dict:
     import resource
 
     cmd = [sys.executable, __file__, "--child", spec, tool, "--method", args.method,
-           "--target", str(args.target), "--threads", str(args.threads)]
+           "--target", str(target_of(spec, args)), "--threads", str(args.threads)]
     limit = int(args.memory_gb * 2**30)
 
     def cap() -> None:  # address space: a model that needs more fails alone, not the machine
@@ -241,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="tv:NAME, timm:NAME or hf:NAME (bare: tv)")
     ap.add_argument("--method", default="l1")
     ap.add_argument("--target", type=float, default=0.5, help="fraction of params removed")
+    ap.add_argument("--hf-target", type=float, default=0.15,
+                    help="fraction of params removed from Hugging Face models")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=int, default=600, help="seconds per model and tool")
     ap.add_argument("--max-params", type=float, default=None, help="skip models over this (M)")
@@ -269,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     head = [f"# Coverage: `{args.method}`, {args.target:.0%} of parameters removed", "",
             f"Command: `python benchmarks/coverage.py {' '.join(argv or sys.argv[1:])}`. "
             f"Random weights; image inputs {IMAGE}x{IMAGE} unless the model needs more; "
-            f"{args.threads} threads.", "", "| " + " | ".join(header) + " |",
+            f"{args.threads} threads. Hugging Face models (`hf:`): {args.hf_target:.0%} of "
+            "parameters removed, by both tools (coreprune prunes their FFN neurons only; "
+            "embeddings, attention and the residual stream hold most of these small configs' "
+            "parameters).", "", "| " + " | ".join(header) + " |",
             "|---" * len(header) + "|"]
     todo = specs(args)
     for spec in todo:

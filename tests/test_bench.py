@@ -229,13 +229,17 @@ def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
     coverage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(coverage)
     out = tmp_path / "cov"
-    assert coverage.main(["--models", "tv:regnet_x_400mf", "hf:gpt2", "--threads", "1",
-                          "--timeout", "300", "--out", str(out)]) == 0
+    assert coverage.main(["--models", "tv:regnet_x_400mf", "hf:gpt2", "tv:shufflenet_v2_x0_5",
+                          "--threads", "1", "--timeout", "300", "--out", str(out)]) == 0
     rows = {r["model"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
     ok = rows["tv:regnet_x_400mf"]["coreprune"]
     assert ok["status"] == "ok" and ok["output_ok"] and ok["params_match"]
     assert ok["params_removed"] >= 0.5 and ok["min_kept_fraction"] >= 0.1
     assert ok["tp_same_widths_seconds"] > 0
     assert rows["tv:regnet_x_400mf"]["tp_alone"]["status"] == "ok"
-    assert rows["hf:gpt2"]["coreprune"]["status"].startswith("UnsupportedModelError: ")
+    gpt2 = rows["hf:gpt2"]["coreprune"]  # at --hf-target: FFN neurons only
+    assert gpt2["status"] == "ok" and gpt2["output_ok"] and gpt2["params_match"]
+    assert gpt2["params_removed"] >= 0.15
+    assert rows["tv:shufflenet_v2_x0_5"]["coreprune"]["status"].startswith(
+        "UnsupportedModelError: ")
     assert "| tv:regnet_x_400mf |" in out.with_suffix(".md").read_text()

@@ -27,7 +27,6 @@ z = sum_i phi(p_i.x) v_i, with |phi(p_i.x)| <= ||p_i|| for unit-norm x).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,6 +41,7 @@ from .geometry.approximation import sensitivity_error_bound, worst_relative_erro
 from .importance import CoresetImportance
 from .metrics import count_params
 from .pruning.groups import build_graph, find_unit_groups, unit_set
+from .pruning.layers import working_copy
 
 __all__ = ["LayerCheck", "verify_layers", "verify_checkpoint_record"]
 
@@ -93,7 +93,7 @@ def verify_layers(original: nn.Module, layers: list[dict[str, Any]], example_inp
         CheckpointError: a recorded layer is missing from ``original``, has another number of
             units, or records no kept indices.
     """
-    work = copy.deepcopy(original).eval()
+    work = working_copy(original)[0].eval()
     graph = build_graph(work, example_inputs)
     groups = {g.name: g for g in find_unit_groups(graph, prune_coupled)}
     points_of = CoresetImportance(scaling=scaling, projection=None).points

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -296,7 +298,7 @@ def test_timm_vit_prunes_its_ffn_neurons_and_names_the_attention_projections_it_
                               img_size=32, patch_size=8, embed_dim=48, depth=2,
                               num_heads=3).eval()
     x = torch.randn(2, 3, 32, 32)
-    with pytest.warns(CorepruneWarning, match="attention q/k/v projection"):
+    with pytest.warns(CorepruneWarning, match="an attention projection"):
         small = coreprune.prune(model, params_removed=0.3, example_inputs=x[:1])
     report = coreprune.report_of(small)
     assert [lr.name for lr in report.layers] == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
@@ -306,4 +308,25 @@ def test_timm_vit_prunes_its_ffn_neurons_and_names_the_attention_projections_it_
     y = small(x)
     assert y.shape == (2, 10) and torch.isfinite(y).all()
     same = coreprune.prune(model, keep_ratio=1.0, example_inputs=x[:1])
+    torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)
+
+
+def test_zoo_vit_prunes_its_ffn_neurons_with_reconstruction_and_reloads(tmp_path):
+    from coreprune import io
+
+    torch.manual_seed(0)
+    model = build_model("vit").eval()
+    x = torch.randn(2, 1, 28, 28)
+    with pytest.warns(CorepruneWarning, match="an attention projection"):
+        small = coreprune.prune(model, params_removed=0.3)
+    report = coreprune.report_of(small)
+    assert [lr.name for lr in report.layers] == [f"blocks.{i}.fc1" for i in range(4)]
+    assert all(lr.info["compensation"] == "reconstruct" for lr in report.layers)
+    assert report.params_after == count_params(small) and report.params_removed >= 0.3
+    assert [b.fc1.out_features for b in small.blocks] == [lr.kept for lr in report.layers]
+    again = io.load(io.save(small, tmp_path / "vit.pt"))
+    torch.testing.assert_close(again(x), small(x), rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorepruneWarning)
+        same = coreprune.prune(model, keep_ratio=1.0)
     torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)

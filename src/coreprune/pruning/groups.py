@@ -22,10 +22,16 @@ Torch-Pruning prunes grouped convolutions), its incoming point is their rows sid
 its outgoing vector their columns side by side. A grouped convolution that reads the units
 reads slot j through its weight column j alone (``weight[:, j]``: channel ``j + t s`` reaches
 the outputs of group t only).
+
+A layer whose outputs enter a product with another activation before reaching another
+``Linear``/``Conv`` (attention's ``q k^T``, ``softmax(.) v``, a fused scaled-dot-product
+attention) is an attention projection: it is never a root (:func:`reaches_attention`). A gated
+MLP (``down(act(gate(x)) * up(x))``) is a group whose root is ``gate`` and whose gate is ``up``.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,9 +44,10 @@ from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
 from ..reconstruction import Activation
 
-__all__ = ["UnitGroup", "build_graph", "grad_name", "is_depthwise", "channel_groups", "module_of",
-           "unit_output", "find_unit_groups", "unit_set", "apply_change", "apply_selection",
-           "activation_of", "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
+__all__ = ["UnitGroup", "build_graph", "run_model", "traced_outputs", "reaches_attention",
+           "grad_name", "is_depthwise", "channel_groups", "module_of", "unit_output",
+           "find_unit_groups", "unit_set", "apply_change", "apply_selection", "activation_of",
+           "unit_activation", "tap_coverage", "input_sizes", "layer_inputs"]
 
 PRODUCERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -131,17 +138,69 @@ def is_depthwise(module: nn.Module) -> bool:
             and 1 < module.groups == module.in_channels == module.out_channels)
 
 
+def traced_outputs(outputs: object) -> list[torch.Tensor]:
+    """Every tensor with an autograd history in a model's ``outputs``: a tensor, or tensors in
+    (nested) tuples, lists and dicts (Hugging Face ``ModelOutput`` included); anything else, e.g.
+    a key/value cache object, is left out."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs] if outputs.grad_fn is not None else []
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
+    if isinstance(outputs, list | tuple):
+        return [t for o in outputs for t in traced_outputs(o)]
+    return []
+
+
+def run_model(model: nn.Module, example_inputs: torch.Tensor) -> object:
+    """``model(example_inputs)``, with ``use_cache=False`` where ``forward`` takes ``use_cache``
+    (Hugging Face decoders: no key/value cache is built while tracing)."""
+    try:
+        takes_cache = "use_cache" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        takes_cache = False
+    return model(example_inputs, use_cache=False) if takes_cache else model(example_inputs)
+
+
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
-    """Trace ``model`` (in eval mode, so BatchNorm statistics are untouched) into a graph."""
+    """Trace ``model`` (in eval mode, so BatchNorm statistics are untouched) into a graph: the
+    model runs once on ``example_inputs`` (:func:`run_model`) and every tensor of its output
+    (:func:`traced_outputs`) is traced back."""
     was_training = model.training
     model.eval()
     try:  # tracing needs autograd on
         with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_inputs,
-                                                          verbose=False)
+            graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example_inputs, forward_fn=run_model,
+                output_transform=traced_outputs, verbose=False)
     finally:
         model.train(was_training)
     return graph
+
+
+# autograd nodes of a product of two activations (an attention product), when they have more than
+# one traced input (the product inside a Linear has one: its weight is not traced)
+_ACTIVATION_PRODUCTS = ("BmmBackward", "MmBackward", "BaddbmmBackward",
+                        "ScaledDotProduct", "EinsumBackward")
+
+
+def reaches_attention(graph: tp.DependencyGraph, root: nn.Module) -> bool:
+    """Whether ``root``'s outputs enter a product with another activation (attention's
+    ``q k^T``, ``softmax(.) v`` or a fused scaled-dot-product attention) before they reach
+    another ``Linear``/``Conv`` layer: then its output channels are attention features (query,
+    key or value, split into heads), not units that can be pruned one by one."""
+    stack, seen = [graph.module2node[root]], set()
+    while stack:
+        node = stack.pop()
+        for nxt in node.outputs:
+            if id(nxt) in seen:
+                continue
+            seen.add(id(nxt))
+            if isinstance(module_of(nxt), PRODUCERS):
+                continue
+            if grad_name(nxt).startswith(_ACTIVATION_PRODUCTS) and len(nxt.inputs) > 1:
+                return True
+            stack.append(nxt)
+    return False
 
 
 def _full_group(graph: tp.DependencyGraph, root: nn.Module):
@@ -176,6 +235,11 @@ def find_unit_groups(
     for root in graph.model.modules():
         if (not isinstance(root, PRODUCERS) or id(root) in seen or is_depthwise(root)
                 or root not in graph.module2node):
+            continue
+        if reaches_attention(graph, root):
+            if skipped is not None:
+                skipped[names[root]] = ("an attention projection (query, key or value): its "
+                                        "outputs are split into heads")
             continue
         group, n = _full_group(graph, root)
         producers, consumers, carriers, gates, partial, others = [], [], [], [], [], []
@@ -230,8 +294,8 @@ def find_unit_groups(
         if g.coupled:
             g.foldable, g.note = False, "channels coupled through a residual addition"
         elif gates:
-            g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation): their "
-                                         "readers see them gated and ungated")
+            g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation, a gated "
+                                         "MLP): another layer's outputs multiply them")
         elif carriers and (len(carriers) > 1 or any(
                 _path_activation(graph, _batchnorm_after(graph, carriers[0]) or carriers[0], m)
                 is None for m in consumers)):

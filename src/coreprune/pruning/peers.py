@@ -9,7 +9,6 @@ batch of training data (marked ``data_independent=False``); the others read weig
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +18,8 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import InvalidArgumentError, UnsupportedModelError
-from .groups import NORMS, UnitGroup
+from .groups import NORMS, UnitGroup, run_model, traced_outputs
+from .layers import restore_layers, working_copy
 
 __all__ = ["Peer", "PEERS", "is_peer", "prune_with_torch_pruning"]
 
@@ -78,7 +78,8 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
     if peer == "tp-bnscale" and not any(isinstance(m, NORMS) for m in model.modules()):
         raise UnsupportedModelError(f"{peer} needs BatchNorm layers; {type(model).__name__} "
                                     "has none")
-    work = copy.deepcopy(model).eval()
+    work, replaced = working_copy(model)  # Hugging Face Conv1D as Linear, as coreprune sees it
+    work.eval()
     named = dict(work.named_modules())
     ratio = {named[g.name]: 1.0 - (k + 0.5) / g.n_units
              for g, k in zip(groups, keep_counts, strict=True) if k < g.n_units}
@@ -90,10 +91,12 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
                if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d) and m not in ratio
                and id(m) not in riders]
     if not ratio:
+        restore_layers(work, replaced)
         return work
     pruner = tp.pruner.MetaPruner(work, example_inputs, importance=spec.make(),
                                   pruning_ratio=0.0, pruning_ratio_dict=ratio,
-                                  ignored_layers=ignored, global_pruning=False)
+                                  ignored_layers=ignored, global_pruning=False,
+                                  forward_fn=run_model, output_transform=traced_outputs)
     if calibration is not None and not spec.data_independent:
         x, y = calibration
         work.zero_grad()
@@ -107,4 +110,5 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
             raise UnsupportedModelError(
                 f"Torch-Pruning kept {got} output channels of {g.name!r}, not the "
                 f"{k * g.channel_groups} asked for")
+    restore_layers(work, replaced)
     return work

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import os
 import sys
@@ -52,6 +51,7 @@ from .groups import (
     input_sizes,
     unit_set,
 )
+from .layers import restore_layers, update_hf_config, working_copy
 from .propagation import InputPrior, analytic_moments
 from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
 
@@ -319,8 +319,8 @@ class Pruner:
         return self
 
     def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
-        work = copy.deepcopy(model)
-        ignored = tuple(m2 for m1, m2 in zip(model.modules(), work.modules(), strict=True)
+        work, _ = working_copy(model)
+        ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
         stage[0] = "finding the prunable layers"
@@ -367,7 +367,7 @@ class Pruner:
                                                 floor)
         live = graph_live = propagator = None
         if self.needs_moments:  # a working copy pruned group by group, for the moment model
-            live = copy.deepcopy(model)
+            live, _ = working_copy(model)
             graph_live = build_graph(live, x)
             propagator = self._moment_model(work, x, graph_live)
             named_live = dict(live.named_modules())
@@ -426,7 +426,7 @@ class Pruner:
         """Each group's predicted relative error with its best k units kept and the rest
         reconstructed, k = 0..n (greedy selection under the moment model of the unpruned
         model); ``1 - k / n`` for a group without a moment model."""
-        work = copy.deepcopy(model)
+        work, _ = working_copy(model)
         g_work = build_graph(work, x)
         named = dict(work.named_modules())
         model_of = self._moment_model(work, x, g_work)
@@ -490,7 +490,7 @@ class Pruner:
     def _transform(self, model: nn.Module, stage: list[str]) -> nn.Module:
         t0 = time.perf_counter()
         x = self.example_inputs_
-        pruned = copy.deepcopy(model)
+        pruned, replaced = working_copy(model)
         graph = build_graph(pruned, x)
         named = dict(pruned.named_modules())
         layers = []
@@ -508,6 +508,10 @@ class Pruner:
             layers.append(LayerReport(g.name, g.n_units, int(sel.indices.size), folded, sec, info,
                                       [int(i) for i in sel.indices],
                                       [float(w) for w in applied]))
+        restore_layers(pruned, replaced)
+        message = update_hf_config(pruned, {r.name: r.kept for r in layers})
+        if message:
+            warnings.warn(message, CorepruneWarning, stacklevel=_user_stacklevel())
         self.report_ = PruneReport(
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, "fold": self.fold,

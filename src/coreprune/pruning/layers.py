@@ -1,0 +1,126 @@
+"""Layer types coreprune prunes by mapping them onto its own (docs/python.md, "Hugging Face
+models").
+
+Hugging Face's ``Conv1D`` (GPT-2, GPT: ``y = x @ W + b`` with ``W`` of shape (in, out)) is a
+``Linear`` with its weight transposed, and its ``NewGELUActivation``, ``FastGELUActivation`` and
+``AccurateGELUActivation`` compute ``GELU(approximate="tanh")`` from elementary operations (which
+a trace sees as many nodes, not one activation). Tracing, the point sets, the moment model and
+the surgery all work on a working copy (:func:`working_copy`) in which these layers are replaced
+by their PyTorch equals; the pruned model gets its own layers back (:func:`restore_layers`),
+``Conv1D`` at its pruned width, so its classes, state-dict layout and ``save_pretrained`` stay
+those of the original. transformers is never imported here: a layer is recognised by its class
+name and module.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+__all__ = ["is_hf_conv1d", "working_copy", "restore_layers", "update_hf_config"]
+
+_TANH_GELUS = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUActivation")
+
+
+def _is_hf(module: nn.Module, names: tuple[str, ...]) -> bool:
+    cls = type(module)
+    return cls.__name__ in names and cls.__module__.startswith("transformers")
+
+
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is a Hugging Face ``transformers.pytorch_utils.Conv1D``."""
+    return _is_hf(module, ("Conv1D",))
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def _as_linear(conv1d: nn.Module) -> nn.Linear:
+    """The ``nn.Linear`` with ``conv1d``'s outputs (weight (in, out) transposed, same bias)."""
+    n_in, n_out = conv1d.weight.shape
+    new = nn.Linear(n_in, n_out, bias=conv1d.bias is not None, device=conv1d.weight.device,
+                    dtype=conv1d.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(conv1d.weight.t())
+        if conv1d.bias is not None:
+            new.bias.copy_(conv1d.bias)
+    return new
+
+
+def _as_conv1d(linear: nn.Linear, cls: type) -> nn.Module:
+    """A ``Conv1D`` of class ``cls`` with ``linear``'s outputs (``nf``, ``nx`` its widths)."""
+    new = cls.__new__(cls)
+    nn.Module.__init__(new)
+    new.nf, new.nx = linear.out_features, linear.in_features
+    new.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+    bias = linear.bias if linear.bias is not None else torch.zeros(
+        linear.out_features, device=linear.weight.device, dtype=linear.weight.dtype)
+    new.bias = nn.Parameter(bias.detach().clone())
+    return new
+
+
+def working_copy(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """A deep copy of ``model`` with every Hugging Face ``Conv1D`` replaced by the equal
+    ``nn.Linear`` and every tanh-approximate GELU module by ``nn.GELU(approximate="tanh")``
+    (module docstring); ``model`` is not modified.
+
+    Returns:
+        ``(copy, {module path: the module it replaced})``, for :func:`restore_layers`.
+    """
+    work = copy.deepcopy(model)
+    replaced = {name: m for name, m in work.named_modules()
+                if is_hf_conv1d(m) or _is_hf(m, _TANH_GELUS)}
+    for name, m in replaced.items():
+        _replace(work, name, _as_linear(m) if is_hf_conv1d(m)
+                 else nn.GELU(approximate="tanh"))
+    return work, replaced
+
+
+def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
+    """Undo :func:`working_copy`'s replacements in ``model``, in place: each ``Linear`` that
+    was a ``Conv1D`` becomes a ``Conv1D`` of its current (possibly pruned) widths with the same
+    outputs; each activation gets its original module back."""
+    for name, old in replaced.items():
+        _replace(model, name, _as_conv1d(model.get_submodule(name), type(old))
+                 if is_hf_conv1d(old) else old)
+
+
+# module paths (suffixes) of the first FFN layer of a Hugging Face block: GPT-2, LLaMA / Qwen2 /
+# Mistral (gate_proj: its unit i is also up_proj's row i), BERT / RoBERTa / ViT
+_FFN_ROOTS = ("mlp.c_fc", "mlp.gate_proj", "intermediate.dense")
+_FFN_FIELDS = ("intermediate_size", "n_inner")
+
+
+def update_hf_config(model: nn.Module, widths: dict[str, int]) -> str | None:
+    """Set the FFN width of a pruned Hugging Face model's ``config`` (``intermediate_size``, or
+    GPT-2's ``n_inner``) to the width every FFN kept, so ``save_pretrained`` /
+    ``from_pretrained`` rebuild it; in place.
+
+    Args:
+        model: the pruned model (its ``config`` is changed; a model without a transformers
+            ``config`` is left alone).
+        widths: ``{module path: units kept}`` of the pruned layers (others kept whole).
+
+    Returns:
+        None when the config was updated or has no FFN width; else a one-line message saying
+        the FFN widths differ per layer (the config cannot describe them).
+    """
+    config = getattr(model, "config", None)
+    if config is None or not type(config).__module__.startswith("transformers"):
+        return None
+    field = next((f for f in _FFN_FIELDS if f in config.to_dict()), None)
+    roots = [name for name, _ in model.named_modules() if name.endswith(_FFN_ROOTS)]
+    if field is None or not roots:
+        return None
+    width = getattr(config, field) or 4 * config.hidden_size  # GPT-2: n_inner None is 4 d
+    kept = {widths.get(name, width) for name in roots}
+    if len(kept) == 1:
+        setattr(config, field, kept.pop())
+        return None
+    return (f"the FFN widths differ per layer ({min(kept)} to {max(kept)}), so config.{field} "
+            "cannot describe them and from_pretrained will not rebuild this model: save the whole "
+            "model with torch.save, or prune with allocation='uniform'")
