@@ -1,0 +1,178 @@
+"""Does data-free pruning keep a small GPT's language modelling when its FFN neurons are pruned?
+A Hugging Face GPT-2 (4 layers, width 128, 4 heads, FFN 512, GELU-tanh, ``Conv1D`` layers;
+bytes as tokens) trained here on the Python standard library's own source, every block's FFN
+keeping 70 / 50 / 30% of its neurons (attention, embeddings and the residual stream stay
+whole), measured in bits per byte on held-out stdlib files before and after a short fine-tune,
+beside Torch-Pruning magnitude at the same widths and a data-dependent peer (the mean absolute
+FFN activation on a calibration batch of training text). Needs ``pip install coreprune[hf]``.
+
+    python benchmarks/studies/gpt_stdlib.py --seeds 0 1 --threads 1  # ~15 minutes per seed
+
+The corpus: the ``*.py`` files at the top of ``sysconfig.get_paths()["stdlib"]`` in sorted
+order; every 10th file is held out. Which files these are depends on the Python version (the
+log names it). Writes ``benchmarks/results/studies/gpt_stdlib.{log,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import sysconfig
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers as tf
+from _outputs import write_study
+
+from coreprune.errors import CorepruneWarning
+from coreprune.importance import ImportanceMethod
+from coreprune.pruning import Pruner
+from coreprune.pruning.peers import prune_with_torch_pruning
+
+CONTEXT, BATCH, STEPS, LR = 128, 32, 1000, 2e-3
+FINETUNE_STEPS, FINETUNE_LR = 50, 3e-4
+TRAIN_BYTES, HELD_OUT_BYTES, EVAL_WINDOWS, CALIBRATION = 3_000_000, 400_000, 96, 8
+KEEP = (0.7, 0.5, 0.3)
+SETTINGS = (  # (label, method, Pruner options); tp-magnitude and activation-norm: peers
+    ("greedy (default)", "greedy", {}),
+    ("greedy+none", "greedy", {"compensate": "none"}),
+    ("coreset+reconstruct", "coreset", {"compensate": "reconstruct"}),
+    ("l1", "l1", {}),
+    ("l1+reconstruct", "l1", {"compensate": "reconstruct"}),
+    ("random", "random", {}),
+    ("tp-magnitude", "tp-magnitude", {}),
+    ("activation-norm (data-dep.)", "activation-norm", {}),
+)
+
+
+def corpus() -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(training bytes, held-out bytes, number of files) of the stdlib source."""
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    parts: tuple[list[bytes], list[bytes]] = ([], [])
+    for i, f in enumerate(files):
+        parts[i % 10 == 0].append(f.read_bytes())
+    train, held = (b"".join(p) for p in parts)
+    as_tensor = lambda b: torch.tensor(np.frombuffer(b, dtype=np.uint8).astype(np.int64))  # noqa: E731
+    return as_tensor(train[:TRAIN_BYTES]), as_tensor(held[:HELD_OUT_BYTES]), len(files)
+
+
+def windows(data: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    starts = torch.randint(0, data.numel() - CONTEXT, (n,), generator=gen)
+    return torch.stack([data[s:s + CONTEXT] for s in starts.tolist()])
+
+
+def gpt(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return tf.GPT2LMHeadModel(tf.GPT2Config(
+        vocab_size=256, n_positions=CONTEXT, n_embd=128, n_layer=4, n_head=4, bos_token_id=0,
+        eos_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0))
+
+
+def fit(model: torch.nn.Module, data: torch.Tensor, steps: int, lr: float, seed: int) -> None:
+    """AdamW on random windows of ``data`` (cosine decay), in place."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    for _ in range(steps):
+        x = windows(data, BATCH, gen)
+        loss = model(x, labels=x, use_cache=False).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+
+
+@torch.no_grad()
+def bits_per_byte(model: torch.nn.Module, held: torch.Tensor) -> float:
+    x = windows(held, EVAL_WINDOWS, torch.Generator().manual_seed(12345))
+    return float(model(x, labels=x, use_cache=False).loss) / math.log(2)
+
+
+class ActivationNorm(ImportanceMethod):
+    """Data-dependent peer: a unit's mean absolute output on a calibration batch."""
+
+    name = "activation-norm"
+    data_independent = False
+
+    def __init__(self, model: torch.nn.Module, calibration: torch.Tensor) -> None:
+        self.mean_abs: dict[str, np.ndarray] = {}
+        hooks = [block.mlp.act.register_forward_hook(
+            lambda m, i, o, name=f"transformer.h.{b}.mlp.c_fc": self.mean_abs.__setitem__(
+                name, o.abs().mean(dim=(0, 1)).double().numpy()))
+            for b, block in enumerate(model.transformer.h)]
+        with torch.no_grad():
+            model(calibration, use_cache=False)
+        for h in hooks:
+            h.remove()
+
+    def scores(self, units) -> np.ndarray:
+        return self.mean_abs[units.name]
+
+
+def prune(model: torch.nn.Module, method: str, options: dict, keep: float,
+          calibration: torch.Tensor) -> torch.nn.Module:
+    x = torch.randint(0, 256, (1, CONTEXT), generator=torch.Generator().manual_seed(0))  # shapes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CorepruneWarning)
+        if method == "tp-magnitude":
+            pruner = Pruner("l1", keep_ratio=keep, seed=0).fit(model, x)
+            return prune_with_torch_pruning(model, method, pruner.groups_, pruner.keep_counts_, x)
+        chosen = ActivationNorm(model, calibration) if method == "activation-norm" else method
+        return Pruner(chosen, keep_ratio=keep, seed=0, **options).fit_transform(model, x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train, held, n_files = corpus()
+    lines = [f"# GPT-2 (4 x 128, FFN 512) on the Python {platform.python_version()} stdlib "
+             f"source ({n_files} files; {train.numel():,} training bytes, "
+             f"{held.numel():,} held-out bytes)", "",
+             f"Trained {STEPS} AdamW steps of {BATCH} x {CONTEXT} bytes (lr {LR}); bits per byte "
+             f"on {EVAL_WINDOWS} held-out windows; fine-tune: {FINETUNE_STEPS} steps, lr "
+             f"{FINETUNE_LR}. Seeds {args.seeds} (training and data order); mean over seeds.",
+             ""]
+    result: dict = {"seeds": args.seeds, "unpruned": [], "rows": {}}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        model = gpt(seed)
+        fit(model, train, STEPS, LR, seed)
+        result["unpruned"].append(bits_per_byte(model, held))
+        print(f"seed {seed}: unpruned {result['unpruned'][-1]:.3f} bits/byte "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        calibration = windows(train, CALIBRATION, torch.Generator().manual_seed(seed + 1))
+        for label, method, options in SETTINGS:
+            for keep in KEEP:
+                small = prune(model, method, options, keep, calibration)
+                before = bits_per_byte(small, held)
+                fit(small, train, FINETUNE_STEPS, FINETUNE_LR, seed + 2)
+                after = bits_per_byte(small, held)
+                result["rows"].setdefault(label, {}).setdefault(str(keep), []).append(
+                    [before, after])
+                print(f"  {label:28s} FFN keeps {keep:.0%}: {before:.3f} -> {after:.3f}",
+                      flush=True)
+    base = float(np.mean(result["unpruned"]))
+    lines += [f"Unpruned: {base:.3f} bits/byte.", "",
+              "| method | " + " | ".join(f"FFN keeps {k:.0%}: before / after fine-tune"
+                                         for k in KEEP) + " |",
+              "|---" * (len(KEEP) + 1) + "|"]
+    for label, per in result["rows"].items():
+        cells = [" / ".join(f"{np.mean([r[j] for r in per[str(k)]]):.3f}" for j in (0, 1))
+                 for k in KEEP]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    write_study("gpt_stdlib", lines, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
