@@ -30,9 +30,8 @@ import transformers as tf
 from _outputs import write_study
 
 from coreprune.errors import CorepruneWarning
+from coreprune.experiment import prune_model
 from coreprune.importance import ImportanceMethod
-from coreprune.pruning import Pruner
-from coreprune.pruning.peers import prune_with_torch_pruning
 
 CONTEXT, BATCH, STEPS, LR = 128, 32, 1000, 2e-3
 FINETUNE_STEPS, FINETUNE_LR = 50, 3e-4
@@ -119,13 +118,10 @@ class ActivationNorm(ImportanceMethod):
 def prune(model: torch.nn.Module, method: str, options: dict, keep: float,
           calibration: torch.Tensor) -> torch.nn.Module:
     x = torch.randint(0, 256, (1, CONTEXT), generator=torch.Generator().manual_seed(0))  # shapes
+    chosen = ActivationNorm(model, calibration) if method == "activation-norm" else method
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorepruneWarning)
-        if method == "tp-magnitude":
-            pruner = Pruner("l1", keep_ratio=keep, seed=0).fit(model, x)
-            return prune_with_torch_pruning(model, method, pruner.groups_, pruner.keep_counts_, x)
-        chosen = ActivationNorm(model, calibration) if method == "activation-norm" else method
-        return Pruner(chosen, keep_ratio=keep, seed=0, **options).fit_transform(model, x)
+        return prune_model(model, chosen, {"keep_ratio": keep}, 0, x, **options)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
