@@ -217,12 +217,13 @@ def find_unit_groups(
 ) -> list[UnitGroup]:
     """Every prunable group of ``graph``'s model, in module order.
 
-    Skipped: groups with no consumer (their units are model outputs), groups touching an
-    ignored layer, and, unless ``prune_coupled``, groups whose channels are shared by several
-    producers (the residual stream), and groups of which a consumer reads only some units
-    (attention's fused q, k, v projection). Depthwise convolutions are never roots: they carry the
-    units of the layer they read (module docstring). ``skipped``, when given, receives
-    ``{module path: why}`` for every producer of a coupled or partly read group left whole.
+    Skipped: attention projections (:func:`reaches_attention`), groups with no consumer (their
+    units are model outputs), groups touching an ignored layer, and, unless ``prune_coupled``,
+    groups whose channels are shared by several producers (the residual stream), and groups of
+    which a consumer reads only some units (an output split between layers). Depthwise
+    convolutions are never roots: they carry the units of the layer they read (module
+    docstring). ``skipped``, when given, receives ``{module path: why}`` for every attention
+    projection and every producer of a coupled or partly read group left whole.
 
     Raises:
         UnsupportedModelError: a group holds a module with parameters that coreprune cannot
@@ -266,10 +267,10 @@ def find_unit_groups(
         if not consumers or any(id(m) in ignored
                                 for m in producers + consumers + carriers + gates):
             continue
-        if partial:  # e.g. attention's q, k, v: only v reaches the output projection
+        if partial:  # an output split between layers (attention was caught above)
             if skipped is not None:
-                skipped[names[root]] = ("a layer reads only some of the units, e.g. an "
-                                        "attention q/k/v projection")
+                skipped[names[root]] = ("a layer reads only some of the units (the output "
+                                        "is split between layers)")
             continue
         if len(producers) > 1 and not prune_coupled:
             if skipped is not None:
