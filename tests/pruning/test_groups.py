@@ -1,4 +1,5 @@
-"""Unit groups of grouped convolutions: units are slots of one channel per channel group."""
+"""Unit groups: grouped convolutions (units are slots of one channel per channel group), and
+layer scales, which are no gates."""
 
 import numpy as np
 import pytest
@@ -157,3 +158,62 @@ def test_torchvision_regnet_prunes_every_grouped_block():
                if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert grouped and all(s.groups == m.groups and s.out_channels < m.out_channels
                            for m, s in grouped)
+
+
+class _LayerScaleBlock(nn.Module):
+    """A ConvNeXt-style block on a stem: 1x1 convs ``fc1 -> GELU -> fc2``, ``fc2``'s output
+    multiplied by a per-channel layer scale (a parameter) and added to the stem's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(2, 4, 1)
+        self.fc1 = nn.Conv2d(4, 12, 1)
+        self.fc2 = nn.Conv2d(12, 4, 1)
+        self.gamma = nn.Parameter(torch.linspace(0.5, 1.5, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stem(x)
+        h = s + self.fc2(nn.functional.gelu(self.fc1(s))) * self.gamma.reshape(1, -1, 1, 1)
+        return self.head(h.mean((2, 3)))
+
+
+def test_a_layer_scale_is_no_gate():
+    """A product with a parameter (a layer scale) leaves the residual stream coupled (skipped)
+    and the FFN units foldable; timm's ConvNeXt raised on its LayerNorm2d before."""
+    torch.manual_seed(0)
+    model, x = _LayerScaleBlock().eval(), torch.randn(2, 2, 5, 5)
+    skipped: dict[str, str] = {}
+    groups = find_unit_groups(build_graph(model, x), skipped=skipped)
+    assert [(g.name, g.gates, g.foldable) for g in groups] == [("fc1", [], True)]
+    assert set(skipped) == {"stem", "fc2"}
+    assert torch.equal(Pruner("greedy", keep_ratio=1.0).fit_transform(model, x)(x), model(x))
+    pruner = Pruner("greedy", keep_ratio=0.5)
+    small = pruner.fit_transform(model, x)
+    assert small.fc1.out_channels == small.fc2.in_channels == 6
+    assert pruner.report_.params_after == count_params(small)
+    assert pruner.report_.layers[0].info["compensation"] == "reconstruct"
+
+
+class _InputResidual(nn.Module):
+    """``head(c(x + relu(a(x))))``: ``a``'s channels are added to the model input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.c, self.head = nn.Linear(6, 6), nn.Linear(6, 10), nn.Linear(10, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.c(x + torch.relu(self.a(x)))))
+
+
+def test_channels_added_to_the_model_input_stay_whole():
+    """Before, ``a`` was taken as prunable and the pruned model failed after surgery."""
+    torch.manual_seed(0)
+    model, x = _InputResidual().eval(), torch.randn(4, 6)
+    skipped: dict[str, str] = {}
+    groups = find_unit_groups(build_graph(model, x), skipped=skipped)
+    assert [g.name for g in groups] == ["c"] and "model input" in skipped["a"]
+    with pytest.warns(coreprune.CorepruneWarning, match="model input"):
+        small = coreprune.prune(model, keep_ratio=0.5, example_inputs=x)
+    assert (small.a.out_features, small.c.out_features) == (6, 5)
+    assert small(x).shape == (4, 2)

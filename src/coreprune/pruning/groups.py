@@ -117,18 +117,47 @@ def grad_name(node: tp.Node) -> str:
 
 def _is_gate(graph: tp.DependencyGraph, module: nn.Module) -> bool:
     """Whether ``module``'s output, through activations and views only, is multiplied
-    elementwise into another tensor (a squeeze-and-excitation gate)."""
+    elementwise into another activation (a squeeze-and-excitation gate). A product with a
+    parameter (a layer scale, as in ConvNeXt and CaiT) is no gate: it scales each channel by a
+    constant."""
     node = graph.module2node[module]
     for _ in range(4):
         if len(node.outputs) != 1:
             return False
-        node = node.outputs[0]
+        prev, node = node, node.outputs[0]
         name = grad_name(node)
         if name.startswith("MulBackward"):
-            return True
+            return any(not _is_parameter(other) for other in node.inputs if other is not prev)
         if activation_of(node) is None and not name.startswith(_PASS_THROUGH):
             return False
     return False
+
+
+def _is_parameter(node: tp.Node) -> bool:
+    """Whether ``node`` is a parameter, or views of one (a reshaped layer scale)."""
+    for _ in range(4):
+        if isinstance(node.module, nn.Parameter):
+            return True
+        views = _PASS_THROUGH + ("UnsqueezeBackward", "ExpandBackward")
+        if len(node.inputs) != 1 or not grad_name(node).startswith(views):
+            return False
+        node = node.inputs[0]
+    return False
+
+
+_REDUCTIONS = ("MeanBackward", "SumBackward", "VarBackward", "StdBackward", "NormBackward",
+               "LinalgVectorNormBackward", "AmaxBackward", "MaxBackward")
+
+
+def _adds_untraced(node: tp.Node) -> bool:
+    """Whether ``node`` adds (or subtracts) a tensor with no autograd history: the model input
+    or a buffer, e.g. ``b(x + a(x))`` on the input ``x``. Its channels are coupled to that
+    tensor's, which no surgery can narrow."""
+    fn = node.grad_fn
+    return (fn is not None and grad_name(node).startswith(("AddBackward", "SubBackward"))
+            and any(nxt is None for nxt, _ in fn.next_functions)
+            # a statistic plus a constant (RMSNorm's mean(x^2) + eps) carries no channels
+            and not any(grad_name(i).startswith(_REDUCTIONS) for i in node.inputs))
 
 
 def is_depthwise(module: nn.Module) -> bool:
@@ -218,12 +247,13 @@ def find_unit_groups(
     """Every prunable group of ``graph``'s model, in module order.
 
     Skipped: attention projections (:func:`reaches_attention`), groups with no consumer (their
-    units are model outputs), groups touching an ignored layer, and, unless ``prune_coupled``,
+    units are model outputs), groups touching an ignored layer, groups whose channels are added
+    to the model input or a buffer (:func:`_adds_untraced`), and, unless ``prune_coupled``,
     groups whose channels are shared by several producers (the residual stream), and groups of
     which a consumer reads only some units (an output split between layers). Depthwise
     convolutions are never roots: they carry the units of the layer they read (module
     docstring). ``skipped``, when given, receives ``{module path: why}`` for every attention
-    projection and every producer of a coupled or partly read group left whole.
+    projection and every producer of a coupled, input-bound or partly read group left whole.
 
     Raises:
         UnsupportedModelError: a group holds a module with parameters that coreprune cannot
@@ -244,11 +274,13 @@ def find_unit_groups(
             continue
         group, n = _full_group(graph, root)
         producers, consumers, carriers, gates, partial, others = [], [], [], [], [], []
+        fixed = False  # the channels are added to a tensor no layer produces
         for item in group.items:
             m = item.dep.target.module
             if not isinstance(m, nn.Module) or not any(True for _ in m.parameters(recurse=False)):
                 if isinstance(m, nn.Parameter):
                     others.append((m, "a bare nn.Parameter"))
+                fixed = fixed or _adds_untraced(item.dep.target)
                 continue
             if graph.is_out_channel_pruning_fn(item.dep.handler) and isinstance(m, PRODUCERS):
                 if is_depthwise(m):  # never the root (skipped above)
@@ -276,6 +308,11 @@ def find_unit_groups(
             if skipped is not None:
                 skipped.update((names[m], "channels coupled through residual additions; "
                                 "prune_coupled=True prunes them") for m in producers)
+            continue
+        if fixed:
+            if skipped is not None:
+                skipped.update((names[m], "channels added to the model input or a buffer, whose "
+                                "width cannot change") for m in producers)
             continue
         k = max(channel_groups(m) for m in producers + consumers + gates)
         for m in producers + consumers + gates:
