@@ -169,3 +169,29 @@ def test_a_dataset_the_model_cannot_read_is_one_line(trained, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the model fails on --dataset fashion-mnist images" in err
     assert not (d / "never.pt").exists()
+
+
+def test_prune_attention_heads_of_a_zoo_vit(tmp_path, capsys):
+    """--units heads: a zoo ViT state_dict loses half its heads; the written file loads without
+    running code and runs; a Torch-Pruning peer with heads is one line."""
+    import coreprune
+    from coreprune.models import build_model
+
+    torch.manual_seed(0)
+    torch.save(build_model("vit").state_dict(), tmp_path / "vit.pt")
+    out = tmp_path / "small.pt"
+    assert main(["prune", str(tmp_path / "vit.pt"), "--model", "vit", "--units", "heads",
+                 "--keep-ratio", "0.5", "--out", str(out), "--json",
+                 str(tmp_path / "r.json")]) == 0
+    rec = json.loads((tmp_path / "r.json").read_text())
+    assert rec["method"] == "output-moment" and rec["settings"]["units"] == "heads"
+    small = coreprune.load(out)
+    assert [b.attn.heads for b in small.blocks] == [2, 2, 2, 2]
+    assert small(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    coreprune.save(coreprune.io.load_model_file(tmp_path / "vit.pt", "vit")[0],
+                   tmp_path / "original.pt")
+    assert main(["verify", str(out), str(tmp_path / "original.pt")]) == 2
+    assert "no coreset chose these heads" in capsys.readouterr().err
+    assert main(["prune", str(tmp_path / "vit.pt"), "--model", "vit", "--units", "heads",
+                 "--method", "tp-magnitude", "--keep-ratio", "0.5"]) == 2
+    assert "prunes neurons here" in capsys.readouterr().err

@@ -100,12 +100,22 @@ class ActivationNorm(ImportanceMethod):
     name = "activation-norm"
     data_independent = False
 
+    @staticmethod
+    def taps(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, bool]]:
+        """``(group name, module, whether the units are its input)``: where each group's units
+        are read (GPT-2: the FFN activation's output)."""
+        return [(f"transformer.h.{b}.mlp.c_fc", block.mlp.act, False)
+                for b, block in enumerate(model.transformer.h)]
+
     def __init__(self, model: torch.nn.Module, calibration: torch.Tensor) -> None:
         self.mean_abs: dict[str, np.ndarray] = {}
-        hooks = [block.mlp.act.register_forward_hook(
-            lambda m, i, o, name=f"transformer.h.{b}.mlp.c_fc": self.mean_abs.__setitem__(
-                name, o.abs().mean(dim=(0, 1)).double().numpy()))
-            for b, block in enumerate(model.transformer.h)]
+
+        def record(name: str, of_input: bool):
+            return lambda m, i, o: self.mean_abs.__setitem__(
+                name, (i[0] if of_input else o).abs().mean(dim=(0, 1)).double().numpy())
+
+        hooks = [m.register_forward_hook(record(name, of_input))
+                 for name, m, of_input in self.taps(model)]
         with torch.no_grad():
             model(calibration, use_cache=False)
         for h in hooks:
@@ -122,6 +132,52 @@ def prune(model: torch.nn.Module, method: str, options: dict, keep: float,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorepruneWarning)
         return prune_model(model, chosen, {"keep_ratio": keep}, 0, x, **options)[0]
+
+
+def pruned_bpb_study(name: str, title: str, make_model, settings: tuple, keep: tuple,
+                     column: str, make_peer, argv: list[str] | None, **prune_options) -> int:
+    """The studies of other units or models on the same corpus: for each seed (``--seeds``),
+    ``make_model(seed)`` trained as here, then pruned with every ``(label, method, options)``
+    of ``settings`` (``"activation-norm"``: the data-dependent peer ``make_peer(model,
+    calibration)``) to each keep ratio of ``keep`` (``prune_options`` added), in bits per byte
+    on the held-out text before fine-tuning; the table (mean over seeds) goes to
+    ``results/studies/NAME.{log,json}``. ``column`` names a column (``{keep}``: the ratio)."""
+    ap = argparse.ArgumentParser(description=title)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore", CorepruneWarning)
+    train, held, n_files = corpus()
+    lines = [f"# {title} (Python {platform.python_version()} stdlib source, {n_files} files)",
+             "", f"Trained {STEPS} AdamW steps (lr {LR}) as in gpt_stdlib.py; bits per byte on "
+             f"held-out windows before fine-tuning. Seeds {args.seeds}; mean over seeds.", ""]
+    result: dict = {"seeds": args.seeds, "unpruned": [], "rows": {}}
+    t0 = time.perf_counter()
+    x = torch.randint(0, 256, (1, CONTEXT), generator=torch.Generator().manual_seed(0))  # shapes
+    for seed in args.seeds:
+        model = make_model(seed)
+        fit(model, train, STEPS, LR, seed)
+        result["unpruned"].append(bits_per_byte(model, held))
+        print(f"seed {seed}: unpruned {result['unpruned'][-1]:.3f} bits/byte "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        calibration = windows(train, CALIBRATION, torch.Generator().manual_seed(seed + 1))
+        for label, method, options in settings:
+            chosen = make_peer(model, calibration) if method == "activation-norm" else method
+            for k in keep:
+                small = prune_model(model, chosen, {"keep_ratio": k}, 0, x, **prune_options,
+                                    **options)[0]
+                bpb = bits_per_byte(small, held)
+                result["rows"].setdefault(label, {}).setdefault(str(k), []).append(bpb)
+                print(f"  {label:40s} {column.format(keep=k)}: {bpb:.3f}", flush=True)
+    lines += [f"Unpruned: {float(np.mean(result['unpruned'])):.3f} bits/byte.", "",
+              "| method | " + " | ".join(column.format(keep=k) for k in keep) + " |",
+              "|---" * (len(keep) + 1) + "|"]
+    for label, per in result["rows"].items():
+        lines.append(f"| {label} | " + " | ".join(f"{np.mean(per[str(k)]):.3f}"
+                                                  for k in keep) + " |")
+    write_study(name, lines, result)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,9 @@ from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
 from .models import MODELS, build_model_for_images
 from .pruning import default_example_inputs
+from .pruning.heads import DEFAULT_HEAD_METHOD, HEAD_COMPENSATIONS, HEAD_METHODS
 from .pruning.peers import PEERS
-from .pruning.pruner import DEFAULT_METHOD
+from .pruning.pruner import DEFAULT_METHOD, UNITS
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
 from .verify import verify_checkpoint_record
 
@@ -198,7 +199,10 @@ def _prior(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_prune(args: argparse.Namespace) -> int:
     out = _out_path(args.out, args.overwrite)
     target, shape = _target(args), _input_shape(args.input_shape)
-    options = {"prune_coupled": args.prune_coupled, "allocation": args.allocation,
+    if args.method is None:
+        args.method = DEFAULT_HEAD_METHOD if args.units == "heads" else DEFAULT_METHOD
+    options = {"units": args.units, "prune_coupled": args.prune_coupled,
+               "allocation": args.allocation,
                "compensate": args.compensate, **_prior(args), **_options(args.option),
                "min_keep_fraction": _fraction_flag(args.min_keep_fraction,
                                                    "--min-keep-fraction")}
@@ -295,6 +299,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
     print("\ncompensations (--compensate NAME; bench label METHOD+NAME):")
     for name in compensations():
         print(f"{name:16s} {compensation_description(name)}")
+    print("\nhead methods (--units heads --method NAME; --compensate "
+          f"{'|'.join(HEAD_COMPENSATIONS)}):")
+    for name in HEAD_METHODS.names():
+        print(f"{name:16s} {HEAD_METHODS.description(name)}")
     return 0
 
 
@@ -451,9 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="shape of the example input used to trace the model "
                    "when no --dataset is given, e.g. 1,3,224,224 (default: the model's declared "
                    "shape)")
-    p.add_argument("--method", default=DEFAULT_METHOD,
+    p.add_argument("--method", default=None,
                    help=f"one of {', '.join(methods())} (default {DEFAULT_METHOD}: greedy "
-                        "selection with least-squares reconstruction)")
+                        "selection with least-squares reconstruction); with --units heads one "
+                        f"of {', '.join(HEAD_METHODS.names())} (default {DEFAULT_HEAD_METHOD})")
+    p.add_argument("--units", choices=UNITS, default="neurons",
+                   help="what is pruned: neurons (default: output units of Linear/Conv layers) "
+                        "or heads (whole attention heads; the rest stays whole)")
     p.add_argument("--ratio", type=float, help="fraction of parameters to remove, in [0, 1) "
                    "(default 0.9), e.g. --ratio 0.5")
     p.add_argument("--flops-ratio", type=float, help="fraction of FLOPs to remove, in [0, 1)")
@@ -472,11 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default="uniform",
                    help="split a global target over layers uniformly, by total sensitivity, or "
                         "by the same predicted reconstruction error in every layer")
-    p.add_argument("--compensate", choices=compensations(), metavar="NAME", default=None,
+    p.add_argument("--compensate", choices=sorted({*compensations(), *HEAD_COMPENSATIONS}),
+                   metavar="NAME", default=None,
                    help="what the next layers absorb of the removed units (weights only, no "
                         f"data): one of {', '.join(compensations())}; default: the method's "
                         "choice (reconstruct for coreset and greedy, merge for neuron-merging, "
-                        "none for the other baselines)")
+                        "none for the other baselines); with --units heads one of "
+                        f"{', '.join(HEAD_COMPENSATIONS)} (default none)")
     p.add_argument("--no-compensate", dest="compensate", action="store_const", const="none",
                    help="same as --compensate none")
     p.add_argument("--input-prior", nargs=2, type=float, metavar=("MEAN", "STD"),

@@ -33,6 +33,9 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
                 **structure_options: Any) -> tuple[nn.Module, Pruner, dict[str, Any]]:
     """Torch-Pruning peer ``method`` at the structure coreprune's budget rule gives ``target``
     (``structure_options``: ``prune_coupled``, ``allocation``, ...)."""
+    if structure_options.get("units", "neurons") != "neurons":
+        raise InvalidArgumentError(f"the Torch-Pruning peer {method!r} prunes neurons here; "
+                                   "units='heads' takes a head method")
     if structure_options.pop("compensate", None) not in (None, False, "none"):
         raise InvalidArgumentError(f"compensate applies to coreprune's own methods, not to the "
                                    f"Torch-Pruning peer {method!r}")
@@ -139,8 +142,8 @@ def _report_stats(pruner: Pruner) -> dict[str, Any]:
 
 
 # what a record keeps of the pruner's target and of each layer's report
-_SETTINGS = ("fold", "prune_coupled", "allocation", "compensate", "compensation", "input_prior",
-             "moment_model", "moment_method", "synthesis")
+_SETTINGS = ("units", "fold", "prune_coupled", "allocation", "compensate", "compensation",
+             "input_prior", "moment_model", "moment_method", "synthesis")
 _LAYER_INFO = ("compensation", "predicted_error", "predicted_error_drop", "fold_growth", "guard",
                "variance_share", "guard_offset_dropped",
                "moment_model", "merged", "skipped", "fallback")

@@ -150,15 +150,16 @@ class SelfAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise InvalidArgumentError(f"the width {dim} is not a multiple of {heads} heads")
-        self.heads = heads
+        self.heads, self.head_dim = heads, dim // heads  # heads may be pruned, head_dim stays
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        b, t, _ = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
         a = nn.functional.scaled_dot_product_attention(q, k, v)
-        return self.proj(a.transpose(1, 2).reshape(b, t, d))
+        return self.proj(a.transpose(1, 2).reshape(b, t, -1))
 
 
 class TransformerBlock(nn.Module):

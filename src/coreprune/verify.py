@@ -153,6 +153,10 @@ def verify_checkpoint_record(pruned: nn.Module, record: dict[str, Any], original
         raise CheckpointError(f"PRUNED has {count_params(pruned):,} parameters, but its record "
                               f"says {after}")
     settings = record.get("settings", {})
+    if settings.get("units", "neurons") != "neurons":
+        raise CheckpointError(f"PRUNED lost whole attention {settings['units']} "
+                              "(units='heads'): verify checks the coreset bound of pruned "
+                              "neurons, and no coreset chose these heads")
     return verify_layers(original, record["layers"], example_inputs,
                          scaling=settings.get("scaling", DEFAULT_SCALING),
                          prune_coupled=bool(settings.get("prune_coupled", False)), **kwargs)

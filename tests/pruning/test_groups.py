@@ -217,3 +217,38 @@ def test_channels_added_to_the_model_input_stay_whole():
         small = coreprune.prune(model, keep_ratio=0.5, example_inputs=x)
     assert (small.a.out_features, small.c.out_features) == (6, 5)
     assert small(x).shape == (4, 2)
+
+
+class _Adds(nn.Module):
+    """``a``: added to its own activation; ``b``: plus a bias parameter; ``c`` and ``d``: added
+    to each other (a residual addition); all read by ``head``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = (nn.Linear(4, 4) for _ in range(4))
+        self.shift = nn.Parameter(torch.ones(4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        ya = self.a(x)
+        h = torch.relu(ya) + ya
+        h = self.b(h) + self.shift
+        return self.head(self.c(h) + self.d(h))
+
+
+def test_residual_additions_are_found_before_the_group_is_built():
+    """The pre-check that skips coupled channels before Torch-Pruning builds their group (which
+    blew up on torchvision's Swin) agrees with the groups: a sum of one layer's own outputs or
+    with a parameter is no coupling, a sum of two layers' outputs is."""
+    from coreprune.pruning.groups import added_to_another_branch
+
+    model, x = _Adds().eval(), torch.randn(3, 4)
+    graph = build_graph(model, x)
+    assert [added_to_another_branch(graph, m) for m in (model.a, model.b, model.c, model.d)] \
+        == [False, False, True, True]
+    skipped: dict[str, str] = {}
+    ignored = (model.b,)  # (a bare parameter in its group is unsupported; a feeds b: left too)
+    assert find_unit_groups(graph, ignored_layers=ignored, skipped=skipped) == []
+    assert set(skipped) == {"c", "d"} and "residual" in skipped["c"]
+    coupled = find_unit_groups(graph, prune_coupled=True, ignored_layers=ignored)
+    assert [(g.name, g.producers) for g in coupled] == [("c", ["c", "d"])]

@@ -377,3 +377,58 @@ def test_ffn_neurons_of_token_sequences_reconstruct_exactly_after_a_layernorm():
     torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
     same = Pruner(KeepFirst(), layer_ratios={"fc1": 1.0}).fit_transform(model, x[:2])
     torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)
+
+
+class _RMSNorm(nn.Module):
+    """Hugging Face LLaMA's RMSNorm, op for op."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, d))
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+
+class _GatedMLP(nn.Module):
+    """``head(down(silu(gate(h)) * up(h)))``, ``h = n(embed(x))`` on token sequences (the
+    embedding is left whole: ignored); hidden unit 7 copies unit 0 (its gate and up rows), unit
+    6 is zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(6, 6)
+        self.norm, self.gate, self.up = _RMSNorm(6), nn.Linear(6, 8, bias=False), \
+            nn.Linear(6, 8, bias=False)
+        self.down, self.head = nn.Linear(8, 6, bias=False), nn.Linear(6, 3)
+        with torch.no_grad():
+            self.gate.weight[7], self.up.weight[7] = self.gate.weight[0], self.up.weight[0]
+            self.up.weight[6] = 0.0
+
+    def forward(self, x):
+        h = self.norm(self.embed(x))
+        return self.head(self.down(F.silu(self.gate(h)) * self.up(h)))
+
+
+def test_gated_mlp_units_reconstruct_under_the_rmsnorm_model():
+    """The gated units take the RMSNorm moment model and the gated product's moments: a copied
+    unit and a zero unit are removed exactly (up to the ridge), where dropping the copy is not."""
+    model = _GatedMLP().eval()
+    x = torch.randn(4, 5, 6)
+    p = Pruner("greedy", layer_ratios={"gate": 6 / 8}, ignored_layers=(model.embed,))
+    out = p.fit_transform(model, x[:1])
+    layer = p.report_.layers[0]
+    assert layer.name == "gate" and sorted(set(range(8)) - set(layer.indices)) in ([6, 7],
+                                                                                  [0, 6])
+    assert layer.info["compensation"] == "reconstruct"
+    assert "RMSNorm" in layer.info["moment_model"] and "gated" in layer.info["moment_model"]
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-4)
+    keep = [i for i in range(8) if i not in (6, 7)]
+    drop = Pruner("greedy", layer_ratios={"gate": 6 / 8}, compensate="none",
+                  ignored_layers=(model.embed,))
+    dropped = drop.fit_transform(model, x[:1])
+    assert drop.report_.layers[0].indices == keep
+    assert (dropped(x) - model(x)).abs().max() > 1e-2
+    same = Pruner("greedy", keep_ratio=1.0, ignored_layers=(model.embed,))
+    assert torch.equal(same.fit_transform(model, x[:1])(x), model(x))

@@ -1,8 +1,10 @@
-"""Model surgery: map modules to point sets (:mod:`.groups`), budgets (:mod:`.budget`) and the
-:class:`Pruner` that applies an importance method (:mod:`.pruner`)."""
+"""Model surgery: map modules to point sets (:mod:`.groups`), attention heads
+(:mod:`.heads`), budgets (:mod:`.budget`) and the :class:`Pruner` that applies an importance
+method (:mod:`.pruner`)."""
 
 from .budget import CostModel, build_cost_model, keep_counts_from_ratios, uniform_keep_counts
 from .groups import UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
+from .heads import HEAD_METHODS, AttentionLayer, find_attention_layers
 from .pruner import (
     LayerReport,
     Pruner,
@@ -14,6 +16,8 @@ from .pruner import (
 )
 
 __all__ = [
+    "HEAD_METHODS",
+    "AttentionLayer",
     "CostModel",
     "LayerReport",
     "PruneReport",
@@ -24,6 +28,7 @@ __all__ = [
     "build_graph",
     "check_model",
     "default_example_inputs",
+    "find_attention_layers",
     "find_unit_groups",
     "keep_counts_from_ratios",
     "prune",

@@ -26,7 +26,9 @@ the outputs of group t only).
 A layer whose outputs enter a product with another activation before reaching another
 ``Linear``/``Conv`` (attention's ``q k^T``, ``softmax(.) v``, a fused scaled-dot-product
 attention) is an attention projection: it is never a root (:func:`reaches_attention`). A gated
-MLP (``down(act(gate(x)) * up(x))``) is a group whose root is ``gate`` and whose gate is ``up``.
+MLP (``down(act(gate(x)) * up(x))``) is a group whose root is ``gate`` and whose gate is ``up``
+(:func:`is_gated_mlp`): it folds like any group; other gated groups (squeeze-and-excitation)
+do not.
 """
 
 from __future__ import annotations
@@ -133,16 +135,71 @@ def _is_gate(graph: tp.DependencyGraph, module: nn.Module) -> bool:
     return False
 
 
-def _is_parameter(node: tp.Node) -> bool:
-    """Whether ``node`` is a parameter, or views of one (a reshaped layer scale)."""
+def is_gated_mlp(graph: tp.DependencyGraph, root: nn.Module, gates: list[nn.Module]) -> bool:
+    """Whether ``root``'s units are a gated MLP's hidden units ``phi(root(x)) * gate(x)``
+    (LLaMA's ``act(gate_proj(x)) * up_proj(x)``): one ``Linear`` gate reading the same tensor
+    as the ``Linear`` root. Its consumers read the product linearly, so a fold applies once the
+    product's moments are known (:func:`coreprune.reconstruction.gated_moments`)."""
+    if len(gates) != 1 or not isinstance(root, nn.Linear) or not isinstance(gates[0], nn.Linear):
+        return False
+    return _linear_input(graph, root) is _linear_input(graph, gates[0]) is not None
+
+
+def _linear_input(graph: tp.DependencyGraph, linear: nn.Linear) -> tp.Node | None:
+    """The node whose output a ``Linear`` reads (past the views and matrix product of its own
+    node on a 3-D input); None if it reads the model input."""
+    node = graph.module2node[linear]
+    for _ in range(4):
+        inputs = [i for i in node.inputs if not grad_name(i).startswith(("TBackward",
+                                                                          "PermuteBackward"))]
+        if len(inputs) != 1:
+            return None
+        node = inputs[0]
+        if module_of(node) is not linear and not grad_name(node).startswith(
+                ("ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "AddmmBackward",
+                 "MmBackward")):
+            return node
+    return None
+
+
+def parameter_of(node: tp.Node) -> nn.Parameter | None:
+    """The parameter ``node`` is, or is a view of (a reshaped layer scale); else None."""
     for _ in range(4):
         if isinstance(node.module, nn.Parameter):
-            return True
+            return node.module
         views = _PASS_THROUGH + ("UnsqueezeBackward", "ExpandBackward")
         if len(node.inputs) != 1 or not grad_name(node).startswith(views):
-            return False
+            return None
         node = node.inputs[0]
-    return False
+    return None
+
+
+def _is_parameter(node: tp.Node) -> bool:
+    """Whether ``node`` is a parameter, or views of one (a reshaped layer scale)."""
+    return parameter_of(node) is not None
+
+
+def rms_norm_weight(node: tp.Node) -> nn.Parameter | None:
+    """The weight ``w`` if ``node`` is the output of an RMSNorm, ``w * x / sqrt(mean(x^2) + eps)``
+    (an ``nn.RMSNorm``, or its ops as Hugging Face's LLaMA-style ``RMSNorm`` modules leave them:
+    a product with a weight vector of a tensor scaled by a reciprocal square root); else None."""
+    m = node.module
+    if isinstance(m, getattr(nn, "RMSNorm", ())) and m.weight is not None:
+        return m.weight
+    if not grad_name(node).startswith("MulBackward") or len(node.inputs) != 2:
+        return None
+    params = [parameter_of(i) for i in node.inputs]
+    if sum(p is not None for p in params) != 1:
+        return None
+    weight = next(p for p in params if p is not None)
+    stack = [(i, 0) for i, p in zip(node.inputs, params, strict=True) if p is None]
+    while stack:
+        n, depth = stack.pop()
+        if grad_name(n).startswith("RsqrtBackward"):
+            return weight if weight.dim() == 1 else None
+        if depth < 3:
+            stack.extend((i, depth + 1) for i in n.inputs)
+    return None
 
 
 _REDUCTIONS = ("MeanBackward", "SumBackward", "VarBackward", "StdBackward", "NormBackward",
@@ -232,6 +289,40 @@ def reaches_attention(graph: tp.DependencyGraph, root: nn.Module) -> bool:
     return False
 
 
+def added_to_another_branch(graph: tp.DependencyGraph, root: nn.Module) -> bool:
+    """Whether ``root``'s outputs, before they reach another ``Linear``/``Conv``, are added to
+    (or subtracted from) a tensor that does not come from ``root`` itself nor from a parameter:
+    a residual addition, whose channels another layer writes too (a coupled group)."""
+    start = graph.module2node[root]
+    stack, seen = [start], {id(start)}
+    while stack:
+        node = stack.pop()
+        for nxt in node.outputs:
+            if id(nxt) in seen or isinstance(module_of(nxt), PRODUCERS):
+                continue
+            seen.add(id(nxt))
+            if grad_name(nxt).startswith(("AddBackward", "SubBackward")) and any(
+                    not _is_parameter(i) and not _descends_from(i, start) for i in nxt.inputs):
+                return True
+            stack.append(nxt)
+    return False
+
+
+def _descends_from(node: tp.Node, source: tp.Node, limit: int = 64) -> bool:
+    """Whether ``node`` is ``source`` or computed from it without another ``Linear``/``Conv``
+    (at most ``limit`` nodes visited: beyond, taken as no)."""
+    stack, seen = [node], set()
+    while stack and len(seen) < limit:
+        n = stack.pop()
+        if n is source:
+            return True
+        if id(n) in seen or isinstance(module_of(n), PRODUCERS):
+            continue
+        seen.add(id(n))
+        stack.extend(n.inputs)
+    return False
+
+
 def _full_group(graph: tp.DependencyGraph, root: nn.Module):
     pruner = graph.get_pruner_of_module(root)
     n = pruner.get_out_channels(root)
@@ -260,6 +351,7 @@ def find_unit_groups(
             prune or fold (named, with its type), e.g. a grouped convolution or LayerNorm.
     """
     names = {m: n for n, m in graph.model.named_modules()}
+    names_to = dict(graph.model.named_modules())
     ignored = set(map(id, ignored_layers))
     seen: set[int] = set()
     out: list[UnitGroup] = []
@@ -271,6 +363,13 @@ def find_unit_groups(
             if skipped is not None:
                 skipped[names[root]] = ("an attention projection (query, key or value): its "
                                         "outputs are split into heads")
+            continue
+        if not prune_coupled and added_to_another_branch(graph, root):
+            # coupled: skipped before Torch-Pruning's group, which can blow up on a residual
+            # stream through window reshapes (torchvision's Swin: > 10 GB)
+            if skipped is not None:
+                skipped[names[root]] = ("channels coupled through residual additions; "
+                                        "prune_coupled=True prunes them")
             continue
         group, n = _full_group(graph, root)
         producers, consumers, carriers, gates, partial, others = [], [], [], [], [], []
@@ -331,9 +430,9 @@ def find_unit_groups(
                       gates=[names[m] for m in gates], channel_groups=k)
         if g.coupled:
             g.foldable, g.note = False, "channels coupled through a residual addition"
-        elif gates:
-            g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation, a gated "
-                                         "MLP): another layer's outputs multiply them")
+        elif gates and not is_gated_mlp(graph, root, [names_to[n] for n in g.gates]):
+            g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation): another "
+                                         "layer's outputs multiply them")
         elif carriers and (len(carriers) > 1 or any(
                 _path_activation(graph, _batchnorm_after(graph, carriers[0]) or carriers[0], m)
                 is None for m in consumers)):

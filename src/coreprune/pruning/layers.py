@@ -124,3 +124,45 @@ def update_hf_config(model: nn.Module, widths: dict[str, int]) -> str | None:
     return (f"the FFN widths differ per layer ({min(kept)} to {max(kept)}), so config.{field} "
             "cannot describe them and from_pretrained will not rebuild this model: save the whole "
             "model with torch.save, or prune with allocation='uniform'")
+
+
+def update_hf_head_config(model: nn.Module, heads: list[tuple[int, int, int]],
+                          reads_head_dim: bool = False) -> str | None:
+    """Set the head counts of a pruned Hugging Face model's ``config``
+    (``num_attention_heads``, ``num_key_value_heads``, and ``head_dim``, which then no longer
+    follows from ``hidden_size``) when every attention layer kept the same heads; in place.
+
+    Args:
+        model: the pruned model (a model without a transformers ``config`` is left alone).
+        heads: ``(query heads, key/value heads, head width)`` of every attention layer.
+        reads_head_dim: the attention layers take their head width from ``config.head_dim``
+            when it is set (LLaMA, Qwen2, Mistral), so it may be added to a config without it.
+
+    Returns:
+        None when the config was updated (or there is none); else a one-line message: the
+        counts differ per layer, or the config has no ``head_dim`` field (GPT-2, BERT: their
+        head width is ``hidden_size / num_attention_heads``), so ``from_pretrained`` cannot
+        rebuild the model.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not type(config).__module__.startswith("transformers") or not heads:
+        return None
+    if len(set(heads)) > 1:
+        counts = sorted({h for h, _, _ in heads})
+        return (f"the attention layers keep different head counts ({counts[0]} to "
+                f"{counts[-1]}), so the config cannot describe them and from_pretrained will not "
+                "rebuild this model: save the whole model with torch.save, or prune with "
+                "allocation='uniform'")
+    (n_q, n_kv, head_dim), = set(heads)
+    fields = config.to_dict()
+    if "head_dim" not in fields and not reads_head_dim \
+            and getattr(config, "hidden_size", None) != n_q * head_dim:
+        return (f"config.{type(config).__name__} derives the head width from hidden_size, so it "
+                f"cannot state {n_q} heads of width {head_dim} and from_pretrained will not "
+                "rebuild this model: save the whole model with torch.save")
+    config.num_attention_heads = n_q
+    if "num_key_value_heads" in fields:
+        config.num_key_value_heads = n_kv
+    if "head_dim" in fields or reads_head_dim:
+        config.head_dim = head_dim
+    return None

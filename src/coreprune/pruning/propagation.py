@@ -38,18 +38,21 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import InvalidArgumentError
-from ..reconstruction import Activation, Gaussian, activation_moments, spatial
+from ..reconstruction import Activation, Gaussian, activation_moments, gated_moments, spatial
 from ..reconstruction.spatial import Field
 from .groups import (
     NORMS,
     UnitGroup,
     _batchnorm_after,
     _consumer_slices,
+    _linear_input,
     activation_of,
     grad_name,
     is_depthwise,
+    is_gated_mlp,
     layer_inputs,
     module_of,
+    rms_norm_weight,
 )
 
 __all__ = ["InputPrior", "MomentPropagator", "MixtureMoments", "analytic_moments", "FLATTEN_LIMIT",
@@ -186,6 +189,20 @@ def _data_inputs(node: tp.Node) -> list[tp.Node]:
     return [i for i in node.inputs
             if not (i.inputs == [] and type(i.grad_fn).__name__.startswith(
                 ("TBackward", "PermuteBackward")))]
+
+
+def _past_views(node: tp.Node) -> tp.Node:
+    """The first node at or before ``node`` that is not a view."""
+    while grad_name(node).startswith(_VIEWS) and len(node.inputs) == 1 \
+            and not isinstance(node.module, nn.Linear):
+        node = node.inputs[0]
+    return node
+
+
+def _weights(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray | None]:
+    """A ``Linear``'s weight and bias as float64 arrays."""
+    b = None if linear.bias is None else linear.bias.detach().cpu().double().numpy()
+    return linear.weight.detach().cpu().double().numpy(), b
 
 
 def _block_diagonal(weight: np.ndarray, groups: int) -> np.ndarray:
@@ -343,6 +360,20 @@ class MomentPropagator:
                     else m.bias.detach().cpu().double().numpy())
             self._notes.append("LayerNorm output as independent N(beta, gamma^2)")
             out = Gaussian(beta, np.diag(g * g))
+        elif rms_norm_weight(node) is not None:
+            # each token scaled to unit root mean square: like the LayerNorm, N(0, gamma^2)
+            # with independent features
+            g = rms_norm_weight(node).detach().cpu().double().numpy()
+            self._notes.append("RMSNorm output as independent N(0, gamma^2)")
+            out = Gaussian(np.zeros_like(g), np.diag(g * g))
+        elif name.startswith("MulBackward") and self._gated(node) is not None:
+            act, gate, up, source = self._gated(node)
+            x = self._state(source)
+            if isinstance(x, Field):
+                x = self._flat(x)
+            self._notes.append("gated MLP: act(gate) * up by Monte Carlo from the model")
+            out = gated_moments(x, *_weights(gate), *_weights(up), act, self.samples,
+                                [self.seed, self._gi])
         elif isinstance(m, NORMS):
             x = self._input_state(inputs)
             g = m.weight.detach().cpu().double().numpy()
@@ -371,6 +402,21 @@ class MomentPropagator:
         self._cache[key] = out
         self._depends[key] = self._reads > reads
         return out
+
+    def _gated(self, node: tp.Node) -> tuple[Activation, nn.Linear, nn.Linear, tp.Node] | None:
+        """``(phi, gate Linear, up Linear, their common input node)`` if ``node`` is a gated
+        MLP's product ``phi(gate(x)) * up(x)`` (:func:`~.groups.is_gated_mlp`), else None."""
+        inputs = _data_inputs(node)
+        if len(inputs) != 2:
+            return None
+        for a, b in (inputs, inputs[::-1]):
+            act = activation_of(a)
+            gate, up = module_of(_past_views(a.inputs[0])) if len(a.inputs) == 1 else None, \
+                module_of(_past_views(b))
+            if act is not None and isinstance(gate, nn.Linear) and isinstance(up, nn.Linear) \
+                    and is_gated_mlp(self.graph, gate, [up]):
+                return act, gate, up, _linear_input(self.graph, gate)
+        return None
 
     def _flat(self, field: Field) -> Gaussian:
         if field.size == (1, 1):

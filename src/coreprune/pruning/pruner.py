@@ -51,11 +51,27 @@ from .groups import (
     input_sizes,
     unit_set,
 )
-from .layers import restore_layers, update_hf_config, working_copy
+from .heads import (
+    DEFAULT_HEAD_METHOD,
+    HEAD_COMPENSATIONS,
+    HEAD_METHODS,
+    HeadImportance,
+    apply_head_selection,
+    find_attention_layers,
+    head_arrays,
+    head_cost_model,
+    input_norm_of,
+)
+from .layers import restore_layers, update_hf_config, update_hf_head_config, working_copy
 from .propagation import InputPrior, analytic_moments
 from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
 
 ALLOCATIONS = ("uniform", "sensitivity", "error")
+UNITS = ("neurons", "heads")
+# what a removed head leaves behind when units="heads" and compensate is None: nothing; adding
+# its mean output under the moment model lost on almost every trained ViT measured
+# (docs/method.md §5)
+DEFAULT_HEAD_COMPENSATION = "none"
 MOMENT_MODELS = ("auto", "analytic", "synthetic")
 # the method of ``prune`` and ``Pruner`` when none is named: greedy selection with least-squares
 # reconstruction, the most accurate data-free setting measured (docs/results.md)
@@ -161,7 +177,9 @@ class Pruner:
     """Structured pruning of a model's units by an importance method.
 
     Args:
-        method: a registered method name (see :func:`coreprune.methods`) or an instance.
+        method: a registered method name (see :func:`coreprune.methods`) or an instance;
+            ``None`` (default): ``"greedy"``. With ``units="heads"``, a head method
+            (:data:`~coreprune.pruning.heads.HEAD_METHODS`; default ``"output-moment"``).
         params_removed: fraction of all parameters to remove, in [0, 1) (0: identity).
         flops_removed: fraction of FLOPs to remove, in [0, 1), instead of ``params_removed``.
         keep_ratio: fraction of units every group keeps, in (0, 1], instead of a global target.
@@ -219,6 +237,13 @@ class Pruner:
             group keeps at least this fraction of its units (and at least one), default 0.1,
             so no layer is cut to a sliver; ``keep_ratio`` and ``layer_ratios`` are taken as
             given. A target the floors make impossible raises :class:`BudgetError`.
+        units: what is pruned: ``"neurons"`` (default: the output units of Linear/Conv
+            layers, FFN neurons of transformers) or ``"heads"`` (whole attention heads, a
+            key/value head with its query heads under grouped-query attention; everything else
+            stays whole; :mod:`coreprune.pruning.heads`). Heads take ``params_removed``,
+            ``keep_ratio`` or ``layer_ratios`` (keyed by attention module path), uniform
+            allocation, and ``compensate`` ``"none"`` (their default, measured), ``"mean"`` or
+            ``"value-bias"``.
         **options: passed to the method (e.g. ``projection=16``, ``selection="sample"``).
 
     Layers whose output width coreprune leaves whole although they feed other layers (channels
@@ -230,7 +255,7 @@ class Pruner:
     ``keep_counts_``; after :meth:`transform`: ``report_``.
     """
 
-    def __init__(self, method: str | ImportanceMethod = DEFAULT_METHOD,
+    def __init__(self, method: str | ImportanceMethod | HeadImportance | None = None,
                  params_removed: float | None = None, flops_removed: float | None = None,
                  keep_ratio: float | None = None, layer_ratios: dict[str, float] | None = None,
                  seed: int = 0, fold: bool = True, prune_coupled: bool = False,
@@ -240,7 +265,8 @@ class Pruner:
                  input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
                  moment_model: str = "auto", synthetic_inputs: int = 64,
                  synthetic_steps: int = 100, synthesis_budget: float = 1e13,
-                 min_keep_fraction: float = 0.1, **options: Any) -> None:
+                 min_keep_fraction: float = 0.1, units: str = "neurons",
+                 **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
                                    "keep_ratio": keep_ratio, "layer_ratios": layer_ratios}.items()
                  if v is not None}
@@ -264,7 +290,24 @@ class Pruner:
                         f"keep ratio of layer {name!r} must lie in (0, 1], got {v!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
             raise InvalidArgumentError(f"seed must be an integer, got {seed!r}")
-        self.method = get_method(method, **options)
+        if units not in UNITS:
+            raise InvalidArgumentError(f"units must be one of {UNITS}, got {units!r}")
+        self.units = units
+        if units == "heads":
+            if self.target_kind == "flops_removed":
+                raise InvalidArgumentError("units='heads' takes params_removed, keep_ratio or "
+                                           "layer_ratios (FLOPs of attention are not modelled)")
+            if allocation != "uniform":
+                raise InvalidArgumentError("units='heads' allocates uniformly: every attention "
+                                           "layer keeps the same fraction of its heads")
+            self.method = HEAD_METHODS.get(DEFAULT_HEAD_METHOD if method is None else method,
+                                           **options)
+            if compensate not in (None, *HEAD_COMPENSATIONS):
+                raise InvalidArgumentError(f"units='heads' takes compensate in "
+                                           f"{HEAD_COMPENSATIONS}, got {compensate!r}")
+            compensate = DEFAULT_HEAD_COMPENSATION if compensate is None else compensate
+        else:
+            self.method = get_method(DEFAULT_METHOD if method is None else method, **options)
         self.seed, self.fold, self.prune_coupled = int(seed), fold, prune_coupled
         self.ignored_layers, self.progress = tuple(ignored_layers), progress
         self.device = device
@@ -272,8 +315,12 @@ class Pruner:
             raise InvalidArgumentError(f"allocation must be one of {ALLOCATIONS}, "
                                        f"got {allocation!r}")
         self.allocation = allocation
-        self.compensation = resolve_compensate(compensate, self.method.default_compensation())
-        self.compensate = self.compensation.name
+        if units == "heads":
+            self.compensation, self.compensate = None, compensate
+        else:
+            self.compensation = resolve_compensate(compensate,
+                                                   self.method.default_compensation())
+            self.compensate = self.compensation.name
         self.input_prior = InputPrior.from_value(input_prior)
         if moment_method not in MOMENT_METHODS:
             raise InvalidArgumentError(f"moment_method must be one of {MOMENT_METHODS}, "
@@ -299,8 +346,9 @@ class Pruner:
 
     @property
     def needs_moments(self) -> bool:
-        """Whether the method or the compensation reads the moment model."""
-        return self.method.needs_moments or self.compensation.needs_moments
+        """Whether the method or the compensation reads the moment model (of the neurons)."""
+        return self.units == "neurons" and (self.method.needs_moments
+                                            or self.compensation.needs_moments)
 
     # -- fitting -------------------------------------------------------------------------
     def fit(self, model: nn.Module, example_inputs: torch.Tensor | None = None) -> Pruner:
@@ -315,39 +363,129 @@ class Pruner:
         x = default_example_inputs(model) if example_inputs is None else example_inputs
         stage = ["tracing the model"]
         with _public_boundary(model, stage):
-            self._fit(model, x, stage)
+            (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage)
         return self
 
-    def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
+    def _trace(self, model: nn.Module, x: torch.Tensor, stage: list[str], what: str, find
+               ) -> tuple[nn.Module, Any, list]:
+        """Trace a working copy of ``model``, find its units with
+        ``find(working copy, graph, ignored layers, skipped)``, record and warn about the layers
+        left whole: ``(working copy, graph, what find found)``."""
         work, _ = working_copy(model)
         ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
-        stage[0] = "finding the prunable layers"
+        stage[0] = f"finding the {what}"
         skipped: dict[str, str] = {}
-        groups = find_unit_groups(graph, self.prune_coupled, ignored, skipped)
+        found = find(work, graph, ignored, skipped)
         order = {name: i for i, (name, _) in enumerate(work.named_modules())}
         self.unpruned_ = dict(sorted(skipped.items(), key=lambda kv: order[kv[0]]))
         self.unpruned_share_ = _share_of_parameters(graph, skipped)
         if skipped:
             warnings.warn(_unpruned_message(self.unpruned_, self.unpruned_share_),
                           CorepruneWarning, stacklevel=_user_stacklevel())
-        if not groups:
-            raise UnsupportedModelError(
-                f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
-                "output units of Linear/Conv layers that feed another Linear/Conv layer")
+        return work, graph, found
+
+    def _given_keep_counts(self, groups: list, what: str) -> list[int] | None:
+        """Keep counts from ``keep_ratio`` / ``layer_ratios`` (None under a global target)."""
         if self.target_kind == "layer_ratios":
             unknown = set(self.target_value) - {g.name for g in groups}
             if unknown:
                 raise InvalidArgumentError(
-                    f"layer_ratios names layers that are not prunable: {sorted(unknown)}; "
-                    f"prunable: {[g.name for g in groups]}")
-            keep = keep_counts_from_ratios(groups, self.target_value)
-        elif self.target_kind == "keep_ratio":
-            keep = keep_counts_from_ratios(groups, float(self.target_value))
-        elif float(self.target_value) == 0.0:
+                    f"layer_ratios names layers that are not {what}: {sorted(unknown)}; "
+                    f"{what}: {[g.name for g in groups]}")
+            return keep_counts_from_ratios(groups, self.target_value)
+        if self.target_kind == "keep_ratio":
+            return keep_counts_from_ratios(groups, float(self.target_value))
+        return None
+
+    def _fit_heads(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
+        work, graph, layers = self._trace(
+            model, x, stage, "attention layers",
+            lambda work, graph, ignored, skipped: find_attention_layers(work, ignored, skipped))
+        if not layers:
+            raise UnsupportedModelError(
+                f"found no attention layer whose heads coreprune can cut in "
+                f"{type(model).__name__}: it recognises the layouts of timm's ViT, Hugging Face "
+                "GPT-2, BERT and LLaMA-style models (coreprune.pruning.heads); prune its neurons "
+                "with units='neurons'")
+        keep = self._given_keep_counts(layers, "attention layers")
+        if keep is None:
+            keep = uniform_keep_counts(head_cost_model(work, layers), float(self.target_value),
+                                       "params", self.min_keep_fraction)
+        selections, seconds = [], []
+        for i, (layer, k) in enumerate(zip(layers, keep, strict=True)):
+            stage[0] = f"layer {layer.name!r}"
+            t0 = time.perf_counter()
+            norm, why = input_norm_of(graph, layer)
+            arrays = head_arrays(layer, norm)
+            kept = self.method.select(layer, arrays, k, np.random.default_rng([self.seed, i]))
+            selections.append(Selection(kept, np.ones(kept.size), np.zeros(layer.n_units),
+                                        {"moment_model": why}))
+            seconds.append(time.perf_counter() - t0)
+        self.example_inputs_ = x
+        self.groups_ = layers
+        self.keep_counts_ = keep
+        self.selections_ = selections
+        self.seconds_ = seconds
+
+    def _transform_heads(self, model: nn.Module, stage: list[str]) -> nn.Module:
+        t0 = time.perf_counter()
+        x = self.example_inputs_
+        pruned, replaced = working_copy(model)
+        graph = build_graph(pruned, x)
+        here = {la.name: la for la in find_attention_layers(pruned)}
+        layers = []
+        for fitted, sel, sec in zip(self.groups_, self.selections_, self.seconds_, strict=True):
+            layer = here.get(fitted.name)
+            if layer is None or layer.n_units != fitted.n_units:
+                raise InvalidArgumentError(f"model has no attention layer {fitted.name!r} of "
+                                           f"{fitted.n_units} heads: transform needs the "
+                                           "architecture fit saw")
+            stage[0] = f"layer {layer.name!r}"
+            arrays = (head_arrays(layer, input_norm_of(graph, layer)[0])
+                      if self.compensate != "none" else None)
+            info = apply_head_selection(layer, sel.indices, self.compensate, arrays)
+            layers.append(LayerReport(layer.name, fitted.n_units, int(sel.indices.size), False,
+                                      sec, {**sel.info, **info},
+                                      [int(i) for i in sel.indices],
+                                      [1.0] * int(sel.indices.size)))
+        restore_layers(pruned, replaced)
+        message = update_hf_head_config(
+            pruned, [(la.n_heads, la.n_kv_heads, la.head_dim) for la in here.values()],
+            reads_head_dim=all(la.kind == "separate-qkv" for la in here.values()))
+        if message:
+            warnings.warn(message, CorepruneWarning, stacklevel=_user_stacklevel())
+        return self._report(model, pruned, t0, layers, {"units": "heads",
+                                                        "compensate": self.compensate})
+
+    def _report(self, model: nn.Module, pruned: nn.Module, t0: float,
+                layers: list[LayerReport], settings: dict[str, Any]) -> nn.Module:
+        """Set ``report_`` (the target, then ``settings``) for ``pruned``; return it."""
+        x = self.example_inputs_
+        self.report_ = PruneReport(
+            method=self.method.config(), seed=self.seed,
+            target={self.target_kind: self.target_value, **settings},
+            params_before=count_params(model), params_after=count_params(pruned),
+            flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
+            seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
+            unpruned=dict(self.unpruned_), unpruned_share=self.unpruned_share_)
+        _REPORTS[pruned] = self.report_
+        return pruned
+
+    def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
+        work, graph, groups = self._trace(
+            model, x, stage, "prunable layers",
+            lambda work, graph, ignored, skipped: find_unit_groups(graph, self.prune_coupled,
+                                                                   ignored, skipped))
+        if not groups:
+            raise UnsupportedModelError(
+                f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
+                "output units of Linear/Conv layers that feed another Linear/Conv layer")
+        keep = self._given_keep_counts(groups, "prunable layers")
+        if keep is None and float(self.target_value) == 0.0:
             keep = [g.n_units for g in groups]
-        else:
+        elif keep is None:
             cost = build_cost_model(graph, groups, x)
             metric = "params" if self.target_kind == "params_removed" else "flops"
             floor = self.min_keep_fraction
@@ -485,6 +623,8 @@ class Pruner:
         check_model(model, self.device)
         stage = ["tracing the model"]
         with _public_boundary(model, stage):
+            if self.units == "heads":
+                return self._transform_heads(model, stage)
             return self._transform(model, stage)
 
     def _transform(self, model: nn.Module, stage: list[str]) -> nn.Module:
@@ -512,22 +652,14 @@ class Pruner:
         message = update_hf_config(pruned, {r.name: r.kept for r in layers})
         if message:
             warnings.warn(message, CorepruneWarning, stacklevel=_user_stacklevel())
-        self.report_ = PruneReport(
-            method=self.method.config(), seed=self.seed,
-            target={self.target_kind: self.target_value, "fold": self.fold,
-                    "prune_coupled": self.prune_coupled, "allocation": self.allocation,
-                    "compensate": self.compensate, "compensation": self.compensation.config(),
-                    **({"input_prior": self.input_prior.config(),
-                        "moment_model": self.moment_model,
-                        "moment_method": self.moment_method,
-                        **({"synthesis": self.synthesis_} if hasattr(self, "synthesis_")
-                           else {})} if self.needs_moments else {})},
-            params_before=count_params(model), params_after=count_params(pruned),
-            flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
-            seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
-            unpruned=dict(self.unpruned_), unpruned_share=self.unpruned_share_)
-        _REPORTS[pruned] = self.report_
-        return pruned
+        return self._report(model, pruned, t0, layers, {
+            "fold": self.fold, "prune_coupled": self.prune_coupled,
+            "allocation": self.allocation, "compensate": self.compensate,
+            "compensation": self.compensation.config(),
+            **({"input_prior": self.input_prior.config(), "moment_model": self.moment_model,
+                "moment_method": self.moment_method,
+                **({"synthesis": self.synthesis_} if hasattr(self, "synthesis_") else {})}
+               if self.needs_moments else {})})
 
     def fit_transform(self, model: nn.Module,
                       example_inputs: torch.Tensor | None = None) -> nn.Module:
@@ -624,7 +756,7 @@ def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:
     return dataclasses.replace(g, root=named[g.name])
 
 
-def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
+def prune(model: nn.Module, method: str | ImportanceMethod | HeadImportance | None = None,
           params_removed: float | None = 0.9, seed: int = 0,
           example_inputs: torch.Tensor | None = None, **options: Any) -> nn.Module:
     """Return a pruned copy of ``model``; ``model`` itself is left untouched.
@@ -632,7 +764,8 @@ def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
     Args:
         model: a trained ``nn.Module`` (MLP, CNN, ResNet, ...).
         method: registered importance method (``coreprune.methods()``), default ``"greedy"``
-            (with least-squares reconstruction; ``"coreset"`` is the paper's coreset).
+            (with least-squares reconstruction; ``"coreset"`` is the paper's coreset); with
+            ``units="heads"`` a head method, default ``"output-moment"``.
         params_removed: fraction of parameters to remove, in [0, 1). Pass ``None`` with
             ``flops_removed=``, ``keep_ratio=`` or ``layer_ratios=`` in ``options`` instead.
         seed: seed of every random choice; the same seed gives the same pruned model.
@@ -642,6 +775,8 @@ def prune(model: nn.Module, method: str | ImportanceMethod = DEFAULT_METHOD,
     Example:
         >>> import coreprune
         >>> small = coreprune.prune(model, params_removed=0.9, seed=0)
+        >>> fewer_heads = coreprune.prune(vit, units="heads", keep_ratio=0.75,
+        ...                               example_inputs=images)
     """
     if any(k in options for k in ("flops_removed", "keep_ratio", "layer_ratios")):
         params_removed = None

@@ -36,7 +36,8 @@ from scipy.special import ndtr, owens_t
 from ..errors import GeometryError, InvalidArgumentError
 from .activations import Activation
 
-__all__ = ["Gaussian", "activation_moments", "bivariate_normal_cdf", "MOMENT_METHODS"]
+__all__ = ["Gaussian", "activation_moments", "bivariate_normal_cdf", "gated_moments",
+           "MOMENT_METHODS"]
 
 MOMENT_METHODS = ("auto", "closed", "quadrature", "montecarlo")
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -231,22 +232,61 @@ def _quadrature(pre: Gaussian, act: Activation, order: int) -> Gaussian:
     return Gaussian(mean, (vecs * np.clip(vals, 0.0, None)) @ vecs.T)
 
 
-def _monte_carlo(pre: Gaussian, act: Activation, samples: int, seed: int | list[int]) -> Gaussian:
-    """``samples`` seeded draws ``a = mu + L z`` with ``L L^T = C`` (eigendecomposition;
-    eigenvalues below 1e-12 of the largest dropped), in chunks of 4096 draws."""
+def _sample_moments(pre: Gaussian, fn, n: int, samples: int,
+                    seed: int | list[int]) -> Gaussian:
+    """Mean and covariance of ``fn(x)`` ((m, d) -> (m, n)) over ``samples`` seeded draws
+    ``x = mu + L z`` from ``pre``, ``L L^T = C`` (eigendecomposition; eigenvalues below 1e-12 of
+    the largest dropped), in chunks of 4096 draws."""
     lam, u = np.linalg.eigh(pre.cov)
     keep = lam > 1e-12 * max(float(lam.max(initial=0.0)), 1e-300)
-    factor = u[:, keep] * np.sqrt(lam[keep])  # (n, r)
+    factor = u[:, keep] * np.sqrt(lam[keep])  # (d, r)
     rng = np.random.default_rng(seed)
-    n = pre.dim
     total, outer = np.zeros(n), np.zeros((n, n))
     for start in range(0, samples, 4096):
         m = min(4096, samples - start)
-        h = act(pre.mean + rng.standard_normal((m, factor.shape[1])) @ factor.T)
+        h = fn(pre.mean + rng.standard_normal((m, factor.shape[1])) @ factor.T)
         total += h.sum(0)
         outer += h.T @ h
     mean = total / samples
     return Gaussian(mean, outer / samples - np.outer(mean, mean))
+
+
+def _monte_carlo(pre: Gaussian, act: Activation, samples: int, seed: int | list[int]) -> Gaussian:
+    """``samples`` seeded draws of ``a`` from ``pre``, through ``act``."""
+    return _sample_moments(pre, act, pre.dim, samples, seed)
+
+
+def gated_moments(x: Gaussian, gate_weight: np.ndarray, gate_bias: np.ndarray | None,
+                  up_weight: np.ndarray, up_bias: np.ndarray | None,
+                  activation: Activation | str, samples: int = 20_000,
+                  seed: int | list[int] = 0) -> Gaussian:
+    """Mean and covariance of the gated units ``h = phi(G x + g) * (U x + u)`` (a gated MLP's
+    hidden layer: LLaMA's ``act(gate_proj(x)) * up_proj(x)``) for ``x ~ N(mu, C)``, by seeded
+    Monte Carlo drawn from the model (never from data): ``samples`` draws of ``x``, each unit
+    exact given the draw. The two pre-activations of a unit are jointly Gaussian and
+    correlated (both read ``x``), which the draws keep.
+
+    Args:
+        x: the input's Gaussian model (d features).
+        gate_weight, up_weight: (n, d); gate_bias, up_bias: (n,) or None.
+        activation: phi, an :class:`Activation` or its name.
+        samples, seed: Monte Carlo draws and seed (``numpy.random.default_rng``).
+
+    Returns:
+        ``Gaussian(E[h], Cov(h))`` (n units); the error of each entry shrinks as
+        ``samples^-1/2``.
+    """
+    act = activation if isinstance(activation, Activation) else Activation(activation)
+    gw, uw = np.asarray(gate_weight, np.float64), np.asarray(up_weight, np.float64)
+    if gw.shape != uw.shape or gw.ndim != 2 or gw.shape[1] != x.dim:
+        raise InvalidArgumentError(f"gate_weight and up_weight must both have shape (n, "
+                                   f"{x.dim}), got {gw.shape} and {uw.shape}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise InvalidArgumentError(f"samples must be an integer >= 2, got {samples!r}")
+    gb = 0.0 if gate_bias is None else np.asarray(gate_bias, np.float64)
+    ub = 0.0 if up_bias is None else np.asarray(up_bias, np.float64)
+    return _sample_moments(x, lambda z: act(z @ gw.T + gb) * (z @ uw.T + ub), gw.shape[0],
+                           samples, seed)
 
 
 def activation_moments(pre: Gaussian, activation: Activation | str, method: str = "auto",
