@@ -252,3 +252,17 @@ def test_residual_additions_are_found_before_the_group_is_built():
     assert set(skipped) == {"c", "d"} and "residual" in skipped["c"]
     coupled = find_unit_groups(graph, prune_coupled=True, ignored_layers=ignored)
     assert [(g.name, g.producers) for g in coupled] == [("c", ["c", "d"])]
+
+
+def test_channel_search_is_deeper_while_tracing_and_restored_after():
+    """Torch-Pruning's channel inference gives up after 500 nodes (torchvision's Swin-S/B then
+    failed to trace); coreprune raises the limit while it traces, and puts it back."""
+    from torch_pruning.dependency import constants
+
+    from coreprune.pruning.groups import CHANNEL_SEARCH_STEPS, deeper_channel_search
+
+    before = constants.MAX_RECURSION_DEPTH
+    with pytest.raises(RuntimeError), deeper_channel_search():
+        assert constants.MAX_RECURSION_DEPTH == max(before, CHANNEL_SEARCH_STEPS)
+        raise RuntimeError
+    assert constants.MAX_RECURSION_DEPTH == before

@@ -18,7 +18,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import InvalidArgumentError, UnsupportedModelError
-from .groups import NORMS, UnitGroup, run_model, traced_outputs
+from .groups import NORMS, UnitGroup, deeper_channel_search, run_model, traced_outputs
 from .layers import restore_layers, working_copy
 
 __all__ = ["Peer", "PEERS", "is_peer", "prune_with_torch_pruning"]
@@ -93,16 +93,17 @@ def prune_with_torch_pruning(model: nn.Module, peer: str, groups: list[UnitGroup
     if not ratio:
         restore_layers(work, replaced)
         return work
-    pruner = tp.pruner.MetaPruner(work, example_inputs, importance=spec.make(),
-                                  pruning_ratio=0.0, pruning_ratio_dict=ratio,
-                                  ignored_layers=ignored, global_pruning=False,
-                                  forward_fn=run_model, output_transform=traced_outputs)
-    if calibration is not None and not spec.data_independent:
-        x, y = calibration
-        work.zero_grad()
-        with torch.enable_grad():
-            F.cross_entropy(work(x), y).backward()
-    pruner.step()
+    with deeper_channel_search():  # traces as coreprune does
+        pruner = tp.pruner.MetaPruner(work, example_inputs, importance=spec.make(),
+                                      pruning_ratio=0.0, pruning_ratio_dict=ratio,
+                                      ignored_layers=ignored, global_pruning=False,
+                                      forward_fn=run_model, output_transform=traced_outputs)
+        if calibration is not None and not spec.data_independent:
+            x, y = calibration
+            work.zero_grad()
+            with torch.enable_grad():
+                F.cross_entropy(work(x), y).backward()
+        pruner.step()
     work.zero_grad(set_to_none=True)
     for g, root, k in zip(groups, roots, keep_counts, strict=True):
         got = root.out_features if isinstance(root, nn.Linear) else root.out_channels

@@ -48,6 +48,7 @@ from .groups import (
     apply_change,
     build_graph,
     find_unit_groups,
+    fixed_index_mapping,
     input_sizes,
     unit_set,
 )
@@ -362,19 +363,21 @@ class Pruner:
         self.__dict__.pop("synthesis_", None)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
         stage = ["tracing the model"]
-        with _public_boundary(model, stage):
-            (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage)
+        with _public_boundary(model, stage), contextlib.ExitStack() as fixed:
+            (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage, fixed)
         return self
 
-    def _trace(self, model: nn.Module, x: torch.Tensor, stage: list[str], what: str, find
-               ) -> tuple[nn.Module, Any, list]:
-        """Trace a working copy of ``model``, find its units with
+    def _trace(self, model: nn.Module, x: torch.Tensor, stage: list[str], what: str, find,
+               fixed: contextlib.ExitStack) -> tuple[nn.Module, Any, list]:
+        """Trace a working copy of ``model`` (which fit does not change: its index mappings are
+        fixed until ``fixed`` closes), find its units with
         ``find(working copy, graph, ignored layers, skipped)``, record and warn about the layers
         left whole: ``(working copy, graph, what find found)``."""
         work, _ = working_copy(model)
         ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
+        fixed.enter_context(fixed_index_mapping(graph))
         stage[0] = f"finding the {what}"
         skipped: dict[str, str] = {}
         found = find(work, graph, ignored, skipped)
@@ -399,10 +402,12 @@ class Pruner:
             return keep_counts_from_ratios(groups, float(self.target_value))
         return None
 
-    def _fit_heads(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
+    def _fit_heads(self, model: nn.Module, x: torch.Tensor, stage: list[str],
+                   fixed: contextlib.ExitStack) -> None:
         work, graph, layers = self._trace(
             model, x, stage, "attention layers",
-            lambda work, graph, ignored, skipped: find_attention_layers(work, ignored, skipped))
+            lambda work, graph, ignored, skipped: find_attention_layers(work, ignored, skipped),
+            fixed)
         if not layers:
             raise UnsupportedModelError(
                 f"found no attention layer whose heads coreprune can cut in "
@@ -473,11 +478,12 @@ class Pruner:
         _REPORTS[pruned] = self.report_
         return pruned
 
-    def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str]) -> None:
+    def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str],
+             fixed: contextlib.ExitStack) -> None:
         work, graph, groups = self._trace(
             model, x, stage, "prunable layers",
             lambda work, graph, ignored, skipped: find_unit_groups(graph, self.prune_coupled,
-                                                                   ignored, skipped))
+                                                                   ignored, skipped), fixed)
         if not groups:
             raise UnsupportedModelError(
                 f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
