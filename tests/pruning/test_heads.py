@@ -164,3 +164,12 @@ def test_bad_head_options_are_refused_in_one_line():
     with pytest.raises(InvalidArgumentError, match="compensate"):
         Pruner(units="heads", keep_ratio=0.5, compensate="reconstruct")
     assert np.isclose(Pruner(units="heads", keep_ratio=0.5).target_value, 0.5)
+
+
+def test_different_head_counts_per_layer_leave_the_config_and_say_so():
+    model, x = _hf("llama")
+    with pytest.warns(CorepruneWarning, match="different head counts"):
+        small = coreprune.prune(model, example_inputs=x, units="heads",
+                                layer_ratios={"model.layers.0.self_attn": 0.5})
+    assert small.config.num_attention_heads == 4
+    assert [la.n_heads for la in find_attention_layers(small)] == [2, 4]

@@ -152,7 +152,7 @@ def update_hf_head_config(model: nn.Module, heads: list[tuple[int, int, int]],
         return (f"the attention layers keep different head counts ({counts[0]} to "
                 f"{counts[-1]}), so the config cannot describe them and from_pretrained will not "
                 "rebuild this model: save the whole model with torch.save, or prune with "
-                "allocation='uniform'")
+                "keep_ratio or params_removed (the same heads in every layer)")
     (n_q, n_kv, head_dim), = set(heads)
     fields = config.to_dict()
     if "head_dim" not in fields and not reads_head_dim \
