@@ -268,14 +268,16 @@ def deeper_channel_search():
 
 
 @contextlib.contextmanager
-def fixed_index_mapping(graph: tp.DependencyGraph):
+def fixed_index_mapping(graph: tp.DependencyGraph, current: bool = False):
     """Within the block ``graph``'s model does not change, so Torch-Pruning's index mappings
     (how channel indices pass through concatenations, splits and reshapes) are computed once
     instead of at every group it builds (it recomputes them for the whole graph each time: 97
-    groups of torchvision's Swin-S took 171 s). Other graphs are unaffected."""
+    groups of torchvision's Swin-S took 171 s); ``current``: they are already up to date (the
+    graph was just built). Other graphs are unaffected."""
     original = tp_index_mapping.update_index_mapping
-    with deeper_channel_search():
-        original(graph)
+    if not current:
+        with deeper_channel_search():
+            original(graph)
 
     def update(g: tp.DependencyGraph) -> None:
         if g is not graph:

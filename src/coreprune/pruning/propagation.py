@@ -360,14 +360,14 @@ class MomentPropagator:
                     else m.bias.detach().cpu().double().numpy())
             self._notes.append("LayerNorm output as independent N(beta, gamma^2)")
             out = Gaussian(beta, np.diag(g * g))
-        elif rms_norm_weight(node) is not None:
+        elif (rms_weight := rms_norm_weight(node)) is not None:
             # each token scaled to unit root mean square: like the LayerNorm, N(0, gamma^2)
             # with independent features
-            g = rms_norm_weight(node).detach().cpu().double().numpy()
+            g = rms_weight.detach().cpu().double().numpy()
             self._notes.append("RMSNorm output as independent N(0, gamma^2)")
             out = Gaussian(np.zeros_like(g), np.diag(g * g))
-        elif name.startswith("MulBackward") and self._gated(node) is not None:
-            act, gate, up, source = self._gated(node)
+        elif name.startswith("MulBackward") and (gated := self._gated(node)) is not None:
+            act, gate, up, source = gated
             x = self._state(source)
             if isinstance(x, Field):
                 x = self._flat(x)

@@ -377,7 +377,7 @@ class Pruner:
         ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
-        fixed.enter_context(fixed_index_mapping(graph))
+        fixed.enter_context(fixed_index_mapping(graph, current=True))
         stage[0] = f"finding the {what}"
         skipped: dict[str, str] = {}
         found = find(work, graph, ignored, skipped)
@@ -418,11 +418,12 @@ class Pruner:
         if keep is None:
             keep = uniform_keep_counts(head_cost_model(work, layers), float(self.target_value),
                                        "params", self.min_keep_fraction)
-        selections, seconds = [], []
+        selections, seconds, norms = [], [], []
         for i, (layer, k) in enumerate(zip(layers, keep, strict=True)):
             stage[0] = f"layer {layer.name!r}"
             t0 = time.perf_counter()
             norm, why = input_norm_of(graph, layer)
+            norms.append(norm)
             arrays = head_arrays(layer, norm)
             kept = self.method.select(layer, arrays, k, np.random.default_rng([self.seed, i]))
             selections.append(Selection(kept, np.ones(kept.size), np.zeros(layer.n_units),
@@ -433,23 +434,22 @@ class Pruner:
         self.keep_counts_ = keep
         self.selections_ = selections
         self.seconds_ = seconds
+        self.input_norms_ = norms  # (mean, std) of each layer's input, for transform's folds
 
     def _transform_heads(self, model: nn.Module, stage: list[str]) -> nn.Module:
         t0 = time.perf_counter()
-        x = self.example_inputs_
         pruned, replaced = working_copy(model)
-        graph = build_graph(pruned, x)
         here = {la.name: la for la in find_attention_layers(pruned)}
         layers = []
-        for fitted, sel, sec in zip(self.groups_, self.selections_, self.seconds_, strict=True):
+        for fitted, sel, sec, norm in zip(self.groups_, self.selections_, self.seconds_,
+                                          self.input_norms_, strict=True):
             layer = here.get(fitted.name)
             if layer is None or layer.n_units != fitted.n_units:
                 raise InvalidArgumentError(f"model has no attention layer {fitted.name!r} of "
                                            f"{fitted.n_units} heads: transform needs the "
                                            "architecture fit saw")
             stage[0] = f"layer {layer.name!r}"
-            arrays = (head_arrays(layer, input_norm_of(graph, layer)[0])
-                      if self.compensate != "none" else None)
+            arrays = head_arrays(layer, norm) if self.compensate != "none" else None
             info = apply_head_selection(layer, sel.indices, self.compensate, arrays)
             layers.append(LayerReport(layer.name, fitted.n_units, int(sel.indices.size), False,
                                       sec, {**sel.info, **info},
