@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,10 +54,31 @@ class BatchNormParams:
     eps: float
 
 
-@dataclass(frozen=True)
+class _Deferred:
+    """A :class:`UnitSet` attribute that may be given as a function of no arguments: it is
+    called on first access and its result kept."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.slot]
+        if callable(value):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+
 class UnitSet:
     """A layer's n prunable units as point sets (docs/method.md, notation), with what is known
     of their outputs.
+
+    ``incoming``, ``outgoing``, ``filters`` and ``consumer_columns`` may each be given as a
+    function of no arguments that returns the value: it is called the first time a method or
+    compensation reads it (a traced layer's arrays are float64 copies of its weights, which
+    e.g. a norm method never reads). Instances are immutable: :meth:`replace` returns a copy.
 
     Attributes:
         incoming: (n, d) effective incoming weights p_i (BatchNorm folded in, bias appended).
@@ -77,23 +99,59 @@ class UnitSet:
         consumer_moments: consumer name -> the units' moments as that consumer reads them,
             where consumers read different states of the units (channels coupled across
             residual additions); None elsewhere.
+        n: the number of units (given, or the rows of ``filters``).
     """
 
-    incoming: np.ndarray
-    outgoing: np.ndarray
-    filters: np.ndarray
-    name: str = ""
-    bias: np.ndarray | None = None
-    batchnorm: BatchNormParams | None = None
-    activation: Activation | None = None
-    moments: Gaussian | None = None
-    prior_preactivation: Gaussian | None = None
-    consumer_columns: dict[str, slice] | None = None
-    consumer_moments: dict[str, Gaussian] | None = None
+    incoming = _Deferred()
+    outgoing = _Deferred()
+    filters = _Deferred()
+    consumer_columns = _Deferred()
+    _FIELDS = ("incoming", "outgoing", "filters", "name", "bias", "batchnorm", "activation",
+               "moments", "prior_preactivation", "consumer_columns", "consumer_moments")
+
+    def __init__(
+        self,
+        incoming: np.ndarray | Callable[[], np.ndarray],
+        outgoing: np.ndarray | Callable[[], np.ndarray],
+        filters: np.ndarray | Callable[[], np.ndarray],
+        name: str = "",
+        bias: np.ndarray | None = None,
+        batchnorm: BatchNormParams | None = None,
+        activation: Activation | None = None,
+        moments: Gaussian | None = None,
+        prior_preactivation: Gaussian | None = None,
+        consumer_columns: dict[str, slice] | Callable[[], dict[str, slice]] | None = None,
+        consumer_moments: dict[str, Gaussian] | None = None,
+        n: int | None = None,
+    ) -> None:
+        values = dict(zip(self._FIELDS, (incoming, outgoing, filters, name, bias, batchnorm,
+                                         activation, moments, prior_preactivation,
+                                         consumer_columns, consumer_moments), strict=True))
+        for key, value in values.items():
+            self.__dict__["_" + key if key in _DEFERRED else key] = value
+        self.__dict__["_n"] = n
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError(f"UnitSet is immutable: use replace({key}=...)")
 
     @property
     def n(self) -> int:
-        return int(self.incoming.shape[0])
+        if self._n is None:
+            self.__dict__["_n"] = int(self.filters.shape[0])
+        return int(self._n)
+
+    def replace(self, **changes: Any) -> UnitSet:
+        """A copy with ``changes`` (keyword: attribute name); values not yet computed stay
+        deferred."""
+        unknown = set(changes) - set(self._FIELDS)
+        if unknown:
+            raise TypeError(f"UnitSet has no attribute(s) {sorted(unknown)}")
+        values = {key: self.__dict__["_" + key if key in _DEFERRED else key]
+                  for key in self._FIELDS}
+        return UnitSet(**{**values, **changes}, n=self._n)
+
+
+_DEFERRED = ("incoming", "outgoing", "filters", "consumer_columns")
 
 
 @dataclass(frozen=True)

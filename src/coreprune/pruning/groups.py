@@ -524,46 +524,81 @@ def _named_consumer_slices(graph: tp.DependencyGraph, g: UnitGroup):
         yield names[id(m)], m, cols
 
 
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    """A float64 copy of ``t`` on the CPU (never a view of a parameter)."""
+    return t.detach().to("cpu", torch.float64, copy=True)
+
+
+def _side_by_side(parts: list[torch.Tensor]) -> np.ndarray:
+    """``parts`` (fresh tensors, n rows each) joined along dimension 1 as one array."""
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)).numpy()
+
+
 def unit_set(graph: tp.DependencyGraph, g: UnitGroup) -> UnitSet:
-    """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model)."""
+    """The :class:`UnitSet` of group ``g`` (float64 arrays, weights of the current model).
+
+    Its ``incoming``, ``filters``, ``outgoing`` and ``consumer_columns`` are computed when a
+    method or compensation first reads them, from the model as it is then: call this while
+    the model stays unchanged (the pruner reads each group's units before it prunes the next).
+    """
     named = dict(graph.model.named_modules())
-    incoming, filters = [], []
-    raw_bias = None
     k = g.channel_groups
-    for name in g.producers + g.carriers + g.gates:
-        m = named[name]
-        w = m.weight.detach().cpu().double().reshape(m.weight.shape[0], -1)
-        b = (m.bias.detach().cpu().double() if m.bias is not None
-             else torch.zeros(w.shape[0], dtype=w.dtype))
-        if k > 1:  # slots: a raw bias goes into the filter rows (L1 of [W | b] unchanged)
-            filters.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
-        else:
-            filters.append(w)
-            if raw_bias is None:
-                raw_bias = b.numpy().copy()
-        bn = _batchnorm_after(graph, m)
-        if bn is not None:
-            bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
-            var, mean = bn.running_var.cpu().double(), bn.running_mean.cpu().double()
-            scale = bn_w / torch.sqrt(var + bn.eps)
-            b = (b - mean) * scale + bn_b
-            w = w * scale[:, None]
-        incoming.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
-    outgoing, columns, start = [], {}, 0
-    for name, m, cols in _named_consumer_slices(graph, g):
-        w = m.weight.detach().cpu().double()
-        sl = w[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
-        outgoing.append(sl.transpose(0, 1).reshape(g.n_units, -1))
-        columns[name] = slice(start, start + outgoing[-1].shape[1])
-        start += outgoing[-1].shape[1]
+    modules = [named[name] for name in g.producers + g.carriers + g.gates]
+    first = modules[0]
+    raw_bias = (None if k > 1 else first.bias.detach().cpu().double().numpy().copy()
+                if first.bias is not None else np.zeros(first.weight.shape[0]))
+
+    def raw(m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        w = _float64(m.weight).reshape(m.weight.shape[0], -1)
+        b = _float64(m.bias) if m.bias is not None else torch.zeros(w.shape[0],
+                                                                      dtype=w.dtype)
+        return w, b
+
+    def filters() -> np.ndarray:
+        parts = []
+        for m in modules:
+            if k > 1:  # slots: a raw bias goes into the filter rows (L1 of [W | b] unchanged)
+                w, b = raw(m)
+                parts.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
+            else:
+                parts.append(_float64(m.weight).reshape(m.weight.shape[0], -1))
+        return _side_by_side(parts)
+
+    def incoming() -> np.ndarray:
+        parts = []
+        for m in modules:
+            w, b = raw(m)
+            bn = _batchnorm_after(graph, m)
+            if bn is not None:
+                bn_w, bn_b = bn.weight.detach().cpu().double(), bn.bias.detach().cpu().double()
+                var, mean = bn.running_var.cpu().double(), bn.running_mean.cpu().double()
+                scale = bn_w / torch.sqrt(var + bn.eps)
+                b = (b - mean) * scale + bn_b
+                w = w * scale[:, None]
+            parts.append(_slots(torch.cat([w, b[:, None]], dim=1), k))
+        return _side_by_side(parts)
+
+    consumers: list = []  # (outgoing, columns), computed once for both
+
+    def outgoing_and_columns() -> tuple[np.ndarray, dict[str, slice]]:
+        if not consumers:
+            parts, columns, start = [], {}, 0
+            for name, m, cols in _named_consumer_slices(graph, g):
+                sl = m.weight.detach().cpu()[:, torch.as_tensor(cols)]  # (out, n, c, *kernel)
+                parts.append(sl.transpose(0, 1).reshape(g.n_units, -1).double())
+                columns[name] = slice(start, start + parts[-1].shape[1])
+                start += parts[-1].shape[1]
+            consumers.append((_side_by_side(parts), columns))
+        return consumers[0]
+
     bn = _batchnorm_after(graph, unit_output(graph, g))
     norm = None if bn is None or g.coupled or g.channel_groups > 1 else BatchNormParams(
         *(t.detach().cpu().double().numpy()
           for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)), float(bn.eps))
-    return UnitSet(torch.cat(incoming, 1).numpy(), torch.cat(outgoing, 1).numpy(),
-                   torch.cat(filters, 1).numpy(), g.name, bias=raw_bias, batchnorm=norm,
+    return UnitSet(incoming, lambda: outgoing_and_columns()[0], filters, g.name,
+                   bias=raw_bias, batchnorm=norm,
                    activation=None if g.coupled else unit_activation(graph, g),
-                   consumer_columns=columns)
+                   consumer_columns=lambda: outgoing_and_columns()[1], n=g.n_units)
 
 
 # autograd nodes a unit's activation may pass between its producer and a consumer: views, and

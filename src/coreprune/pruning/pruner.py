@@ -14,7 +14,7 @@ import time
 import warnings
 import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -134,6 +134,14 @@ class PruneReport:
         d["params_removed"] = self.params_removed
         d["flops_removed"] = self.flops_removed
         return d
+
+
+class _Traced(NamedTuple):
+    """A working copy of the user's model (:func:`working_copy`) and its graph."""
+
+    model: nn.Module
+    replaced: dict[str, nn.Module]
+    graph: Any
 
 
 def check_model(model: Any, device: str | torch.device | None = None,
@@ -359,21 +367,27 @@ class Pruner:
             CorepruneError: bad input, or (:class:`UnsupportedModelError`) anything that fails
                 inside tracing, the geometry or the surgery, with the stage and layer named.
         """
+        self._fit_traced(model, example_inputs)
+        return self
+
+    def _fit_traced(self, model: nn.Module, example_inputs: torch.Tensor | None) -> _Traced:
+        """:meth:`fit`; returns the working copy it traced (unchanged), for
+        :meth:`fit_transform`."""
         check_model(model, self.device, example_inputs)
         self.__dict__.pop("synthesis_", None)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
         stage = ["tracing the model"]
         with _public_boundary(model, stage), contextlib.ExitStack() as fixed:
-            (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage, fixed)
-        return self
+            return (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage,
+                                                                             fixed)
 
     def _trace(self, model: nn.Module, x: torch.Tensor, stage: list[str], what: str, find,
-               fixed: contextlib.ExitStack) -> tuple[nn.Module, Any, list]:
+               fixed: contextlib.ExitStack) -> tuple[_Traced, list]:
         """Trace a working copy of ``model`` (which fit does not change: its index mappings are
         fixed until ``fixed`` closes), find its units with
         ``find(working copy, graph, ignored layers, skipped)``, record and warn about the layers
-        left whole: ``(working copy, graph, what find found)``."""
-        work, _ = working_copy(model)
+        left whole: ``(the traced copy, what find found)``."""
+        work, replaced = working_copy(model)
         ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
@@ -387,7 +401,7 @@ class Pruner:
         if skipped:
             warnings.warn(_unpruned_message(self.unpruned_, self.unpruned_share_),
                           CorepruneWarning, stacklevel=_user_stacklevel())
-        return work, graph, found
+        return _Traced(work, replaced, graph), found
 
     def _given_keep_counts(self, groups: list, what: str) -> list[int] | None:
         """Keep counts from ``keep_ratio`` / ``layer_ratios`` (None under a global target)."""
@@ -403,11 +417,12 @@ class Pruner:
         return None
 
     def _fit_heads(self, model: nn.Module, x: torch.Tensor, stage: list[str],
-                   fixed: contextlib.ExitStack) -> None:
-        work, graph, layers = self._trace(
+                   fixed: contextlib.ExitStack) -> _Traced:
+        traced, layers = self._trace(
             model, x, stage, "attention layers",
             lambda work, graph, ignored, skipped: find_attention_layers(work, ignored, skipped),
             fixed)
+        work, graph = traced.model, traced.graph
         if not layers:
             raise UnsupportedModelError(
                 f"found no attention layer whose heads coreprune can cut in "
@@ -435,10 +450,12 @@ class Pruner:
         self.selections_ = selections
         self.seconds_ = seconds
         self.input_norms_ = norms  # (mean, std) of each layer's input, for transform's folds
+        return traced
 
-    def _transform_heads(self, model: nn.Module, stage: list[str]) -> nn.Module:
+    def _transform_heads(self, model: nn.Module, stage: list[str],
+                         traced: _Traced | None) -> nn.Module:
         t0 = time.perf_counter()
-        pruned, replaced = working_copy(model)
+        pruned, replaced = (traced.model, traced.replaced) if traced else working_copy(model)
         here = {la.name: la for la in find_attention_layers(pruned)}
         layers = []
         for fitted, sel, sec, norm in zip(self.groups_, self.selections_, self.seconds_,
@@ -479,11 +496,12 @@ class Pruner:
         return pruned
 
     def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str],
-             fixed: contextlib.ExitStack) -> None:
-        work, graph, groups = self._trace(
+             fixed: contextlib.ExitStack) -> _Traced:
+        traced, groups = self._trace(
             model, x, stage, "prunable layers",
             lambda work, graph, ignored, skipped: find_unit_groups(graph, self.prune_coupled,
                                                                    ignored, skipped), fixed)
+        work, graph = traced.model, traced.graph
         if not groups:
             raise UnsupportedModelError(
                 f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
@@ -538,8 +556,8 @@ class Pruner:
                     if (g.coupled and not g.carriers and g.channel_groups == 1
                             and self.compensation.needs_moments):
                         per_consumer = propagator.consumer_moments(g_live)
-                    units = dataclasses.replace(units, moments=moments, prior_preactivation=pre,
-                                                consumer_moments=per_consumer)
+                    units = units.replace(moments=moments, prior_preactivation=pre,
+                                          consumer_moments=per_consumer)
                 rng = np.random.default_rng([self.seed, gi])
                 sel = self.method.select(units, k, rng)
                 reweight = (self.fold and g.foldable
@@ -564,6 +582,7 @@ class Pruner:
         self.changes_: list[ConsumerChange] = changes
         self.input_sizes_ = sizes
         self.seconds_ = seconds
+        return traced
 
     def _error_curves(self, model: nn.Module, x: torch.Tensor, graph,
                       groups: list[UnitGroup]) -> list[np.ndarray]:
@@ -627,17 +646,26 @@ class Pruner:
         if not hasattr(self, "selections_"):
             raise InvalidArgumentError("call fit(model) before transform(model)")
         check_model(model, self.device)
+        return self._transform_traced(model, None)
+
+    def _transform_traced(self, model: nn.Module, traced: _Traced | None) -> nn.Module:
+        """:meth:`transform`, pruning ``traced`` (fit's working copy of this ``model``) in
+        place of a new copy where given."""
         stage = ["tracing the model"]
         with _public_boundary(model, stage):
             if self.units == "heads":
-                return self._transform_heads(model, stage)
-            return self._transform(model, stage)
+                return self._transform_heads(model, stage, traced)
+            return self._transform(model, stage, traced)
 
-    def _transform(self, model: nn.Module, stage: list[str]) -> nn.Module:
+    def _transform(self, model: nn.Module, stage: list[str], traced: _Traced | None
+                   ) -> nn.Module:
         t0 = time.perf_counter()
         x = self.example_inputs_
-        pruned, replaced = working_copy(model)
-        graph = build_graph(pruned, x)
+        if traced is None:
+            pruned, replaced = working_copy(model)
+            graph = build_graph(pruned, x)
+        else:
+            pruned, replaced, graph = traced
         named = dict(pruned.named_modules())
         layers = []
         for g, sel, change, sec in zip(self.groups_, self.selections_, self.changes_,
@@ -669,8 +697,9 @@ class Pruner:
 
     def fit_transform(self, model: nn.Module,
                       example_inputs: torch.Tensor | None = None) -> nn.Module:
-        """``fit(model, example_inputs).transform(model)``."""
-        return self.fit(model, example_inputs).transform(model)
+        """``fit(model, example_inputs).transform(model)``, with the model traced once: the
+        working copy that fit traced (and did not change) is the one pruned."""
+        return self._transform_traced(model, self._fit_traced(model, example_inputs))
 
 
 _REPORTS: weakref.WeakKeyDictionary[nn.Module, PruneReport] = weakref.WeakKeyDictionary()
