@@ -72,3 +72,34 @@ def test_coreset_geometry_runs_with_one_blas_thread_whatever_the_callers_setting
         outside = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
     assert seen and set(seen) == {1}
     assert set(outside) == {2}  # the caller's setting is restored
+
+
+def test_unit_set_computes_deferred_arrays_on_first_read_only():
+    calls = []
+
+    def unread():
+        raise AssertionError("a norm method read the outgoing weights")
+
+    def filters():
+        calls.append(1)
+        return np.arange(12.0).reshape(4, 3)
+
+    u = UnitSet(unread, unread, filters, "layer", n=4)
+    assert u.n == 4 and not calls
+    sel = get_method("l1").select(u, 2, np.random.default_rng(0))
+    np.testing.assert_array_equal(sel.indices, [2, 3])
+    again = u.replace(name="other")  # a copy keeps what is computed, defers the rest
+    assert again.filters is u.filters and len(calls) == 1 and again.name == "other"
+    with pytest.raises(AttributeError, match="immutable"):
+        u.name = "x"
+    with pytest.raises(TypeError, match="no attribute"):
+        u.replace(weights=1)
+
+
+def test_row_norms_match_numpy_in_blocks():
+    from coreprune.importance import row_norms
+
+    a = np.random.default_rng(0).normal(size=(37, 5000))
+    for p in (1, 2):
+        np.testing.assert_allclose(row_norms(a, p), np.linalg.norm(a, ord=p, axis=1),
+                                   rtol=1e-12)

@@ -406,6 +406,14 @@ class MussayImportance(ImportanceMethod):
                           "draws": sub.draws})
 
 
+def row_norms(a: np.ndarray, p: float) -> np.ndarray:
+    """``np.linalg.norm(a, ord=p, axis=1)`` of a 2-D array, a block of rows at a time (no
+    temporary the size of ``a``: on a large layer that costs more than the norms)."""
+    step = max(1, (1 << 15) // max(1, a.shape[1]))
+    return np.concatenate([np.linalg.norm(a[i:i + step], ord=p, axis=1)
+                           for i in range(0, a.shape[0], step)] or [np.zeros(0)])
+
+
 class NormImportance(ImportanceMethod):
     """Keep the units whose raw incoming weights (filters) have the largest ℓp norm
     (Li et al. 2017 for p = 1)."""
@@ -415,7 +423,7 @@ class NormImportance(ImportanceMethod):
         self.name = f"l{p}"  # type: ignore[misc]
 
     def scores(self, units: UnitSet) -> np.ndarray:
-        return np.linalg.norm(units.filters, ord=self.p, axis=1)
+        return row_norms(units.filters, self.p)
 
 
 class NeuronMergingImportance(ImportanceMethod):

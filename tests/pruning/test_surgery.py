@@ -330,3 +330,24 @@ def test_zoo_vit_prunes_its_ffn_neurons_with_reconstruction_and_reloads(tmp_path
         warnings.simplefilter("ignore", CorepruneWarning)
         same = coreprune.prune(model, keep_ratio=1.0)
     torch.testing.assert_close(same(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["l1", "greedy"])
+def test_fit_transform_is_fit_then_transform_and_counts_what_a_forward_pass_shows(method):
+    from coreprune.metrics import count_flops
+    from coreprune.pruning.groups import input_sizes, layer_shapes
+
+    model = randomise_bn(small_cnn())
+    x = torch.randn(2, 3, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    one = Pruner(method, params_removed=0.4, seed=0)
+    small = one.fit_transform(model, x)  # prunes the copy fit traced
+    two = Pruner(method, params_removed=0.4, seed=0).fit(model, x)
+    again = two.transform(model)
+    torch.testing.assert_close(small.eval()(x), again.eval()(x), rtol=0, atol=0)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert one.report_.flops_before == two.report_.flops_before == count_flops(model, x)
+    assert one.report_.flops_after == count_flops(small, x)
+    shapes = layer_shapes(model, x)
+    assert shapes.flops == count_flops(model, x)
+    assert input_sizes(model, x, shapes) == input_sizes(model, x) == {"0": (8, 8), "3": (8, 8)}

@@ -138,3 +138,14 @@ def test_shufflenet_fails_in_one_coreprune_line():
                        r"\(ZeroDivisionError") as info:
         prune(net, params_removed=0.3, example_inputs=torch.randn(1, 3, 32, 32))
     assert "\n" not in str(info.value) and isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_finite_check_holds_for_sums_that_overflow_and_catches_inf():
+    m = mlp()
+    with torch.no_grad():
+        m[0].weight.fill_(3e38)  # finite entries whose float32 sum overflows
+    prune(m, params_removed=0.5)
+    with torch.no_grad():
+        m[0].weight[1, 1] = float("-inf")
+    with pytest.raises(InvalidWeightsError, match="0.weight"):
+        prune(m, params_removed=0.5)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,18 @@ def test_an_indefinite_kept_covariance_is_solved_with_its_negative_part_clipped(
     h = Gaussian(np.zeros(3), cov)
     fold = least_squares_fold(h, None, h.take([0, 1]), np.array([0, 1]), ridge=1e-9)
     assert np.all(np.isfinite(fold.mixing)) and np.all(np.isfinite(fold.offset))
+
+
+def test_drop_fold_builds_its_mixing_on_first_read():
+    keep = np.array([1, 4])
+    fold = drop_fold(6, keep, np.array([1.0, 2.5]))
+    assert fold.n == 6 and not fold.is_drop()  # a reweighting is no plain drop
+    expected = np.zeros((6, 2))
+    expected[1, 0], expected[4, 1] = 1.0, 2.5
+    np.testing.assert_array_equal(fold.mixing, expected)
+    plain = drop_fold(6, keep)
+    assert plain.is_drop()
+    np.testing.assert_array_equal(plain.mixing, np.eye(6)[:, keep])
+    assert plain.is_drop()  # also once built
+    shifted = dataclasses.replace(plain, offset=np.ones(6))
+    assert not shifted.is_drop() and shifted.mixing.shape == (6, 2)

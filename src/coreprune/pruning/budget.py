@@ -18,7 +18,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import BudgetError
-from .groups import NORMS, PRODUCERS, UnitGroup, _full_group
+from .groups import NORMS, PRODUCERS, LayerShapes, UnitGroup, _full_group, layer_shapes
 
 __all__ = ["CostModel", "build_cost_model", "keep_floors", "uniform_keep_counts",
            "proportional_keep_counts", "error_budget_keep_counts", "keep_counts_from_ratios"]
@@ -60,8 +60,10 @@ class CostModel:
 
 
 def build_cost_model(graph: tp.DependencyGraph, groups: list[UnitGroup],
-                     example_inputs: torch.Tensor) -> CostModel:
-    """Cost model of ``graph``'s model for ``groups`` (others stay at full size)."""
+                     example_inputs: torch.Tensor, shapes: LayerShapes | None = None
+                     ) -> CostModel:
+    """Cost model of ``graph``'s model for ``groups`` (others stay at full size); ``shapes``:
+    the model's :func:`layer_shapes` on ``example_inputs``, if already known."""
     model = graph.model
     out_of: dict[int, int] = {}
     in_of: dict[int, int] = {}
@@ -73,22 +75,13 @@ def build_cost_model(graph: tp.DependencyGraph, groups: list[UnitGroup],
                 out_of[id(m)] = gi
             elif graph.is_in_channel_pruning_fn(item.dep.handler):
                 in_of[id(m)] = gi
+    shapes = layer_shapes(model, example_inputs) if shapes is None else shapes
     positions: dict[int, float] = {}
-
-    def hook(mod: nn.Module, _inp, out) -> None:
-        channels = out.shape[-1] if isinstance(mod, nn.Linear) else out.shape[1]
-        positions[id(mod)] = out.numel() / out.shape[0] / channels
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRODUCERS)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example_inputs[:1])
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    for m in model.modules():
+        out = shapes.outputs.get(id(m))
+        if isinstance(m, PRODUCERS) and out is not None:
+            channels = out[-1] if isinstance(m, nn.Linear) else out[1]
+            positions[id(m)] = math.prod(out) / out[0] / channels
     p_terms, f_terms = [], []
     counted = 0
     for m in model.modules():

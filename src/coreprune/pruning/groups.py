@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -283,11 +284,20 @@ def fixed_index_mapping(graph: tp.DependencyGraph, current: bool = False):
         if g is not graph:
             original(g)
 
+    outermost = graph not in _FIXED_GROUPS
+    if outermost:
+        _FIXED_GROUPS[graph] = {}
     tp_index_mapping.update_index_mapping = update
     try:
         yield
     finally:
         tp_index_mapping.update_index_mapping = original
+        if outermost:
+            del _FIXED_GROUPS[graph]
+
+
+# graph -> {id(root): its full group}, for graphs inside fixed_index_mapping (nothing changes)
+_FIXED_GROUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def build_graph(model: nn.Module, example_inputs: torch.Tensor) -> tp.DependencyGraph:
@@ -367,9 +377,17 @@ def _descends_from(node: tp.Node, source: tp.Node, limit: int = 64) -> bool:
 
 
 def _full_group(graph: tp.DependencyGraph, root: nn.Module):
+    """``(Torch-Pruning's group of every output channel of root, their number)``; built once
+    per root while ``graph`` is inside :func:`fixed_index_mapping`."""
+    memo = _FIXED_GROUPS.get(graph)
+    if memo is not None and id(root) in memo:
+        return memo[id(root)]
     pruner = graph.get_pruner_of_module(root)
     n = pruner.get_out_channels(root)
-    return graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
+    out = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
+    if memo is not None:
+        memo[id(root)] = out
+    return out
 
 
 def find_unit_groups(
@@ -809,10 +827,56 @@ def layer_inputs(model: nn.Module, example_inputs: torch.Tensor, modules: list[n
     return seen
 
 
-def input_sizes(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, tuple[int, int]]:
+@dataclass(frozen=True)
+class LayerShapes:
+    """What one forward pass on a batch of one (eval mode, no gradients) shows of a model's
+    Linear/Conv layers (:func:`layer_shapes`).
+
+    Attributes:
+        inputs: ``id(layer)`` -> the shape of the first input it read (its first call).
+        outputs: ``id(layer)`` -> the shape of its output (its last call).
+        flops: the pass's FLOPs, as :func:`coreprune.metrics.count_flops` counts them.
+    """
+
+    inputs: dict[int, torch.Size]
+    outputs: dict[int, torch.Size]
+    flops: int
+
+
+def layer_shapes(model: nn.Module, example_inputs: torch.Tensor) -> LayerShapes:
+    """:class:`LayerShapes` of ``model`` on ``example_inputs[:1]``: one forward pass serves the
+    layers' input sizes, the cost model and the FLOP count."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs: dict[int, torch.Size] = {}
+    outputs: dict[int, torch.Size] = {}
+
+    def record(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        inputs.setdefault(id(mod), args[0].shape)
+        outputs[id(mod)] = out.shape
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()
+             if isinstance(m, PRODUCERS)]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example_inputs[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was)
+    return LayerShapes(inputs, outputs, int(counter.get_total_flops()))
+
+
+def input_sizes(model: nn.Module, example_inputs: torch.Tensor,
+                shapes: LayerShapes | None = None) -> dict[str, tuple[int, int]]:
     """The spatial input size of every ``Conv2d`` of ``model`` on ``example_inputs`` (the sizes
-    do not change when channels are pruned)."""
+    do not change when channels are pruned); from ``shapes`` when given."""
     names = {id(m): n for n, m in model.named_modules()}
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return {names[k]: tuple(x.shape[-2:])
-            for k, x in layer_inputs(model, example_inputs[:1], convs).items()}
+    if shapes is None:
+        return {names[k]: tuple(x.shape[-2:])
+                for k, x in layer_inputs(model, example_inputs[:1], convs).items()}
+    return {names[id(m)]: tuple(shapes.inputs[id(m)][-2:]) for m in convs
+            if id(m) in shapes.inputs}

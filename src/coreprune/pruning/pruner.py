@@ -50,6 +50,7 @@ from .groups import (
     find_unit_groups,
     fixed_index_mapping,
     input_sizes,
+    layer_shapes,
     unit_set,
 )
 from .heads import (
@@ -158,11 +159,18 @@ def check_model(model: Any, device: str | torch.device | None = None,
             raise InvalidWeightsError(f"parameter {name!r} has non-float dtype {p.dtype}")
         if p.numel() == 0:
             raise InvalidWeightsError(f"parameter {name!r} is empty (shape {tuple(p.shape)})")
-        if not torch.isfinite(p).all():
+        if not _all_finite(p):
             raise InvalidWeightsError(f"parameter {name!r} holds NaN or Inf values")
     if not found:
         raise InvalidWeightsError("model has no parameters to prune")
     return model
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite. A finite sum implies it (NaN and Inf propagate),
+    so only a tensor whose sum is not finite (or overflows) is checked entry by entry."""
+    with torch.no_grad():
+        return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def default_example_inputs(model: nn.Module) -> torch.Tensor:
@@ -482,14 +490,17 @@ class Pruner:
                                                         "compensate": self.compensate})
 
     def _report(self, model: nn.Module, pruned: nn.Module, t0: float,
-                layers: list[LayerReport], settings: dict[str, Any]) -> nn.Module:
-        """Set ``report_`` (the target, then ``settings``) for ``pruned``; return it."""
+                layers: list[LayerReport], settings: dict[str, Any],
+                flops_before: int | None = None) -> nn.Module:
+        """Set ``report_`` (the target, then ``settings``) for ``pruned``; return it.
+        ``flops_before``: ``model``'s FLOPs, where already counted."""
         x = self.example_inputs_
         self.report_ = PruneReport(
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, **settings},
             params_before=count_params(model), params_after=count_params(pruned),
-            flops_before=count_flops(model, x), flops_after=count_flops(pruned, x),
+            flops_before=count_flops(model, x) if flops_before is None else flops_before,
+            flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
             unpruned=dict(self.unpruned_), unpruned_share=self.unpruned_share_)
         _REPORTS[pruned] = self.report_
@@ -507,10 +518,11 @@ class Pruner:
                 f"found no prunable layer in {type(model).__name__}: coreprune prunes the "
                 "output units of Linear/Conv layers that feed another Linear/Conv layer")
         keep = self._given_keep_counts(groups, "prunable layers")
+        shapes = layer_shapes(work, x)
         if keep is None and float(self.target_value) == 0.0:
             keep = [g.n_units for g in groups]
         elif keep is None:
-            cost = build_cost_model(graph, groups, x)
+            cost = build_cost_model(graph, groups, x, shapes)
             metric = "params" if self.target_kind == "params_removed" else "flops"
             floor = self.min_keep_fraction
             if self.allocation == "uniform":
@@ -533,7 +545,7 @@ class Pruner:
             graph_live = build_graph(live, x)
             propagator = self._moment_model(work, x, graph_live)
             named_live = dict(live.named_modules())
-        sizes = input_sizes(work, x)
+        sizes = input_sizes(work, x, shapes)
         selections, changes, seconds = [], [], []
         bar = tqdm(list(zip(groups, keep, strict=True)), desc="coreprune", unit="layer",
                    disable=not self.progress)
@@ -582,6 +594,7 @@ class Pruner:
         self.changes_: list[ConsumerChange] = changes
         self.input_sizes_ = sizes
         self.seconds_ = seconds
+        self._flops_fitted = shapes.flops
         return traced
 
     def _error_curves(self, model: nn.Module, x: torch.Tensor, graph,
@@ -693,7 +706,8 @@ class Pruner:
             **({"input_prior": self.input_prior.config(), "moment_model": self.moment_model,
                 "moment_method": self.moment_method,
                 **({"synthesis": self.synthesis_} if hasattr(self, "synthesis_") else {})}
-               if self.needs_moments else {})})
+               if self.needs_moments else {})},
+            flops_before=self._flops_fitted if traced is not None else None)
 
     def fit_transform(self, model: nn.Module,
                       example_inputs: torch.Tensor | None = None) -> nn.Module:

@@ -32,6 +32,41 @@ __all__ = ["Fold", "drop_fold", "least_squares_fold", "fold_error", "output_gram
 
 
 @dataclass(frozen=True)
+class _Dropping:
+    """The mixing of a plain drop, not yet built: (n, k) zeros but ``weights`` (default 1) at
+    ``(keep[j], j)``."""
+
+    n: int
+    keep: np.ndarray
+    weights: np.ndarray | None
+
+    def build(self) -> np.ndarray:
+        m = np.zeros((self.n, self.keep.size))
+        m[self.keep, np.arange(self.keep.size)] = 1.0 if self.weights is None else self.weights
+        return m
+
+
+class _MixingField:
+    """:attr:`Fold.mixing`: an array, or a :class:`_Dropping` built on first access (a drop of
+    a wide layer would otherwise fill an (n, k) array that only a fold reads)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Fold | None, owner: type | None = None) -> np.ndarray:
+        if obj is None:
+            raise AttributeError("mixing")  # a required field: no class-level default
+        value = obj.__dict__[self.slot]
+        if isinstance(value, _Dropping):
+            value = value.build()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: Fold, value: np.ndarray | _Dropping) -> None:
+        obj.__dict__[self.slot] = value
+
+
+@dataclass(frozen=True)
 class Fold:
     """How a consumer's input slices change when only ``keep`` remains: the new slice of kept
     unit j is ``sum_i V[:, i] mixing[i, j]`` and the consumer's output gains ``V @ offset``.
@@ -43,17 +78,24 @@ class Fold:
     """
 
     keep: np.ndarray
-    mixing: np.ndarray
+    mixing: np.ndarray = _MixingField()  # type: ignore[assignment]
     offset: np.ndarray
 
     @property
     def n(self) -> int:
-        return int(self.mixing.shape[0])
+        value = self.__dict__["_mixing"]
+        return value.n if isinstance(value, _Dropping) else int(value.shape[0])
 
     def is_drop(self) -> bool:
         """Whether the fold only drops units (identity on kept rows, zero elsewhere)."""
-        return bool(not np.any(self.offset)
-                    and np.array_equal(self.mixing, drop_fold(self.n, self.keep).mixing))
+        if np.any(self.offset):
+            return False
+        value = self.__dict__["_mixing"]
+        if isinstance(value, _Dropping):
+            return value.weights is None or bool(np.all(value.weights == 1.0))
+        k = self.keep.size
+        return bool(value.shape == (self.n, k) and np.count_nonzero(value) == k
+                    and np.all(value[self.keep, np.arange(k)] == 1.0))
 
     def apply(self, weight: np.ndarray, bias: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -79,9 +121,8 @@ def drop_fold(n: int, keep: np.ndarray, weights: np.ndarray | None = None) -> Fo
     """Dropping every unit not in ``keep``, the kept ones scaled by ``weights`` (default 1):
     the fold of plain pruning and of a coreset's reweighting (docs/method.md §1, folding)."""
     keep = _check_keep(keep, n)
-    m = np.zeros((n, keep.size))
-    m[keep, np.arange(keep.size)] = 1.0 if weights is None else np.asarray(weights, float)
-    return Fold(keep, m, np.zeros(n))
+    w = None if weights is None else np.asarray(weights, float)
+    return Fold(keep, _Dropping(n, keep, w), np.zeros(n))
 
 
 def least_squares_fold(target: Gaussian | None, cross: np.ndarray | None, kept: Gaussian,
