@@ -271,9 +271,14 @@ def speed_summary(rows: list[dict]) -> str:
         return "Speed: no model was pruned by both tools."
     within = sum(ratio <= 3.0 for ratio, _ in ratios)
     top = ", ".join(f"{m} {ratio:.2f}" for ratio, m in ratios[:3])
+    slow_peer = [f"{r['model']} ({r['coreprune']['seconds']:.1f} s)" for r in rows
+                 if r["coreprune"].get("status") == "ok"
+                 and str(r["coreprune"].get("tp_same_widths", "")).startswith("timeout")]
     return (f"Speed (x TP, same widths; the faster of two runs of each tool where both took "
             f"under {REPEAT_UNDER:.0f} s): within 3x on {within} of {len(ratios)} models; "
-            f"median {ratios[len(ratios) // 2][0]:.2f}; largest: {top}.")
+            f"median {ratios[len(ratios) // 2][0]:.2f}; largest: {top}."
+            + (f" Torch-Pruning on coreprune's widths did not finish within the limit on "
+               f"{', '.join(slow_peer)} (coreprune's time in brackets)." if slow_peer else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +322,17 @@ def main(argv: list[str] | None = None) -> int:
             "parameters).", "", "| " + " | ".join(header) + " |",
             "|---" * len(header) + "|"]
     todo = specs(args)
+
+    def write() -> list[dict]:
+        rows = [done[s] for s in todo if s in done] + [r for s, r in done.items()
+                                                       if s not in todo]
+        io.write_json(out.with_suffix(".json"), {"args": {k: v for k, v in vars(args).items()
+                                                          if k != "child"}, "rows": rows},
+                      overwrite=True)
+        io.atomic_write_bytes(out.with_suffix(".md"), ("\n".join(
+            head + [_fmt(r) for r in rows] + ["", speed_summary(rows)]) + "\n").encode(), True)
+        return rows
+
     for spec in todo:
         if spec in done:
             continue
@@ -330,14 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             row["tp_alone"] = _subprocess(spec, "tp-alone", args)
         done[spec] = row
         print(_fmt(row), flush=True)
-        rows = [done[s] for s in todo if s in done] + [r for s, r in done.items()
-                                                       if s not in todo]
-        io.write_json(out.with_suffix(".json"), {"args": {k: v for k, v in vars(args).items()
-                                                          if k != "child"}, "rows": rows},
-                      overwrite=True)
-        io.atomic_write_bytes(out.with_suffix(".md"), ("\n".join(
-            head + [_fmt(r) for r in rows] + ["", speed_summary(rows)]) + "\n").encode(), True)
-    print(speed_summary([done[s] for s in todo if s in done]))
+        write()
+    print(speed_summary(write()))  # also rewrites the table of a finished run (--resume)
     return 0
 
 

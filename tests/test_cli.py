@@ -195,3 +195,55 @@ def test_prune_attention_heads_of_a_zoo_vit(tmp_path, capsys):
     assert main(["prune", str(tmp_path / "vit.pt"), "--model", "vit", "--units", "heads",
                  "--method", "tp-magnitude", "--keep-ratio", "0.5"]) == 2
     assert "prunes neurons here" in capsys.readouterr().err
+
+
+def test_prune_a_hugging_face_folder_into_a_new_folder(tmp_path, capsys):
+    """A save_pretrained folder is pruned without data (token ids from its config trace it) into
+    a new folder that from_pretrained loads and generates from; the input is untouched; a config
+    that needs the model's own code, per-layer widths a config cannot describe and an existing
+    output are each one line."""
+    tf = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = tf.LlamaConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
+                            intermediate_size=64, vocab_size=100, num_key_value_heads=2,
+                            bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    tf.LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    before = sorted(p.name for p in (tmp_path / "llama").iterdir())
+    out = tmp_path / "small"
+    assert main(["prune", str(tmp_path / "llama"), "--ratio", "0.1", "--out", str(out),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert "from_pretrained loads it" in capsys.readouterr().out
+    small = tf.LlamaForCausalLM.from_pretrained(out)
+    assert small.config.intermediate_size < 64
+    assert small.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=3,
+                          do_sample=False).shape == (1, 6)
+    rec = json.loads((out / "coreprune.json").read_text())["pruned"]
+    n_small, n_full = (sum(p.numel() for p in m.parameters()) for m in (
+        small, tf.LlamaForCausalLM.from_pretrained(tmp_path / "llama")))
+    assert rec["params"] == [n_full, n_small] and rec["input_shape"] == [2, 16]
+    # the fold's bias on down_proj: config.mlp_bias set, zero biases on gate_proj and up_proj
+    # (2 x 50 per layer, counted: the 10% target is missed by them)
+    assert small.config.mlp_bias and rec["params_removed"] > 0.09
+    assert torch.count_nonzero(small.model.layers[0].mlp.gate_proj.bias) == 0
+    assert sorted(p.name for p in (tmp_path / "llama").iterdir()) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert main(["prune", str(tmp_path / "llama"), "--ratio", "0.1", "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    ratios = tmp_path / "ratios.yaml"
+    ratios.write_text("model.layers.0.mlp.gate_proj: 0.5\nmodel.layers.1.mlp.gate_proj: 0.75\n")
+    assert main(["prune", str(tmp_path / "llama"), "--layer-ratios", str(ratios), "--out",
+                 str(tmp_path / "uneven")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "different widths" in err[-1] and not any("Loading" in line for line in err)
+    assert not (tmp_path / "uneven").exists()
+    assert main(["prune", str(tmp_path / "llama"), "--layer-ratios", str(ratios), "--out",
+                 str(tmp_path / "uneven.pt")]) == 0  # a coreprune checkpoint holds any widths
+    custom = json.loads((tmp_path / "llama" / "config.json").read_text())
+    (tmp_path / "custom").mkdir()
+    (tmp_path / "custom" / "config.json").write_text(json.dumps(
+        {**custom, "auto_map": {"AutoModel": "modeling.MyModel"}}))
+    assert main(["prune", str(tmp_path / "custom"), "--ratio", "0.1"]) == 2
+    assert "own Python code" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["prune", str(tmp_path / "empty"), "--ratio", "0.1"]) == 2
+    assert "without config.json" in capsys.readouterr().err

@@ -273,7 +273,10 @@ def _finish_prune(args: argparse.Namespace, pruned: torch.nn.Module, meta: dict,
          "-" if lr["total_sensitivity"] is None else f"{lr['total_sensitivity']:.1f}")
         for lr in record["layers"]])
     record.update({"before": before, "after": after, "checkpoint": str(args.checkpoint)})
-    if out is not None:
+    if out is not None and meta.get("hf_folder") and out.suffix not in (".pt", ".pth"):
+        io.save_hf_folder(pruned, out, {"pruned": record}, overwrite=args.overwrite)
+        print(f"\npruned model written to the folder {out} (from_pretrained loads it)")
+    elif out is not None:
         io.save(pruned, out, {**meta, "pruned": record}, overwrite=args.overwrite)
         print(f"\npruned model written to {out}")
     if args.json:
@@ -448,11 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters, FLOPs and CPU latency before and after; with --dataset it also evaluates "
         "and (with --finetune-epochs) fine-tunes. Examples: coreprune prune lenet.pt --ratio 0.8 "
         "--out small.pt; coreprune prune resnet18_state.pt --model resnet18 --input-shape "
-        "1,3,224,224 --ratio 0.5 --out small.pt")
+        "1,3,224,224 --ratio 0.5 --out small.pt; coreprune prune my_llama/ --ratio 0.2 --out "
+        "my_llama_small/")
     p.add_argument("checkpoint", help="the model file: a coreprune checkpoint, a whole module "
                    "saved by torch.save(model) (classes outside torch.nn, torchvision and the "
-                   "zoo need --trust-pickle), or a state_dict saved by "
-                   "torch.save(model.state_dict()) with --model NAME")
+                   "zoo need --trust-pickle), a state_dict saved by "
+                   "torch.save(model.state_dict()) with --model NAME, or a Hugging Face "
+                   "save_pretrained folder (needs transformers; no code from it runs)")
     p.add_argument("--model", help="architecture of a state_dict file: a zoo name (lenet300, "
                    "mlp, vgg16, resnet20, ...), a torchvision classification model (e.g. "
                    "resnet18) or a timm model (with timm installed)")
@@ -512,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-lr", type=float, default=FINETUNE_LR)
     p.add_argument("--finetune-optimizer", choices=("sgd", "adam"), default=FINETUNE_OPTIMIZER)
     p.add_argument("--out", help="pruned checkpoint to write (a new path; loads with "
-                   "coreprune.load without running code)")
+                   "coreprune.load without running code); for a Hugging Face folder, a new "
+                   "folder that from_pretrained loads (a .pt path: a coreprune checkpoint)")
     common(p)
     p.set_defaults(func=cmd_prune)
 

@@ -19,12 +19,14 @@ resized to them (:func:`load_resized`), with nothing unpickled but tensors.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import json
 import os
 import pickle
 import pkgutil
+import shutil
 import tempfile
 import zipfile
 from io import BytesIO
@@ -39,7 +41,8 @@ from ._version import __version__
 from .errors import CheckpointError, DataFileError, OutputExistsError, describe
 
 __all__ = ["save", "load", "load_with_metadata", "load_model_file", "load_resized",
-           "atomic_write_bytes", "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
+           "load_hf_folder", "save_hf_folder", "is_hf_folder", "atomic_write_bytes",
+           "write_json", "check_output_path", "read_yaml_mapping", "FORMAT"]
 
 FORMAT = "coreprune-checkpoint/2"
 FORMAT_V1 = "coreprune-checkpoint/1"  # 0.1-0.4.0: the module pickled inline with its weights
@@ -250,14 +253,20 @@ def load_model_file(path: str | os.PathLike, model_name: str | None = None,
     ``torch.save(model)`` (its classes built by the restricted loader, or any class when
     ``trusted``); a state dict (``torch.save(model.state_dict())``, also under a
     ``"state_dict"`` / ``"model_state_dict"`` key), built as zoo, torchvision or timm model
-    ``model_name`` (:func:`~coreprune.models.build_model_for_state_dict`). TorchScript archives
-    are refused (compiled layers cannot be rewritten).
+    ``model_name`` (:func:`~coreprune.models.build_model_for_state_dict`); a Hugging Face
+    ``save_pretrained`` folder (:func:`load_hf_folder`). TorchScript archives are refused
+    (compiled layers cannot be rewritten).
 
     Raises:
         CheckpointError: as :func:`load_with_metadata`; a state dict without ``model_name``; a
             state dict that does not fit ``model_name``; anything else in the file.
     """
     p = Path(path)
+    if p.is_dir():
+        if not is_hf_folder(p):
+            raise CheckpointError(f"{p} is a folder without config.json: pass a model file, "
+                                  "or a Hugging Face save_pretrained folder")
+        return load_hf_folder(p, map_location)
     payload = _read(p, map_location, trusted)
     if isinstance(payload, dict) and payload.get("format") in (FORMAT, FORMAT_V1):
         return _from_checkpoint(p, payload, trusted)
@@ -275,6 +284,137 @@ def load_model_file(path: str | os.PathLike, model_name: str | None = None,
 
     model = build_model_for_state_dict(model_name, state)
     return model, {"model": model_name}
+
+
+HF_METADATA = "coreprune.json"  # the pruning record inside a Hugging Face model folder
+
+
+def is_hf_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder with a ``config.json`` (a Hugging Face ``save_pretrained``
+    folder)."""
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def load_hf_folder(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                   ) -> tuple[nn.Module, dict]:
+    """A Hugging Face model saved with ``save_pretrained``: ``(model, metadata)``.
+
+    The class is the one ``config.json`` names in ``architectures`` (a class of the
+    ``transformers`` package), built by its ``from_pretrained`` from the folder's weights
+    (safetensors, or a ``.bin`` read with ``weights_only``); no code from the folder runs, so a
+    config that needs the model's own code (``auto_map``) is refused. ``metadata``: the
+    folder's :data:`HF_METADATA` (a pruned folder's record) if any, with ``"model"`` (the
+    class name) and ``"hf_folder": True``.
+
+    Raises:
+        CheckpointError: no ``config.json`` or not JSON; ``auto_map``; no single class named;
+            transformers missing or without that class; the weights do not load.
+    """
+    p = Path(path)
+    try:
+        config = json.loads((p / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{p}/config.json: not a readable JSON config ({describe(exc)})"
+                              ) from None
+    if "auto_map" in config:
+        raise CheckpointError(f"{p}: the model needs its own Python code (config.json "
+                              "'auto_map'); coreprune does not run code from a model folder: "
+                              "load it yourself and call coreprune.prune(model, ...)")
+    names = config.get("architectures") or []
+    if len(names) != 1 or not isinstance(names[0], str):
+        raise CheckpointError(f"{p}/config.json: 'architectures' must name one model class, "
+                              f"got {names!r}")
+    try:
+        import transformers
+    except ImportError:
+        raise CheckpointError(f"{p} is a Hugging Face model folder: loading it needs "
+                              "transformers (pip install 'coreprune[hf]')") from None
+    cls = getattr(transformers, names[0], None)
+    if not isinstance(cls, type) or not hasattr(cls, "from_pretrained"):
+        raise CheckpointError(f"{p}: transformers {transformers.__version__} has no model "
+                              f"class {names[0]!r}")
+    try:
+        with _quiet_transformers():
+            model = cls.from_pretrained(p, trust_remote_code=False)
+    except Exception as exc:  # transformers raises many types: one line, the file named
+        raise CheckpointError(f"{p}: {names[0]}.from_pretrained failed "
+                              f"({describe(exc)})") from None
+    meta: dict[str, Any] = {}
+    if (p / HF_METADATA).is_file():
+        try:
+            meta = json.loads((p / HF_METADATA).read_text())
+        except ValueError:
+            meta = {}
+    return model.to(map_location).eval(), {**meta, "model": names[0], "hf_folder": True}
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' progress bars and loading reports off within the block (coreprune's own
+    check of a folder it wrote prints nothing); settings restored after."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def save_hf_folder(model: nn.Module, path: str | os.PathLike,
+                   metadata: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """``model.save_pretrained`` into the new folder ``path``, with ``metadata`` in
+    :data:`HF_METADATA`, atomically: written to a temporary folder beside it, reloaded with
+    ``from_pretrained`` (every tensor must come back with its pruned shape: a config can only
+    describe layers of one width per type), then renamed to ``path``. With ``overwrite`` an
+    existing ``path`` is replaced only after the new folder is complete.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        CheckpointError: the reloaded model's shapes differ (the message says what to do).
+    """
+    p = check_output_path(path, overwrite)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    try:
+        with _quiet_transformers():
+            model.save_pretrained(tmp)
+        meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
+                **(metadata or {})}
+        (tmp / HF_METADATA).write_text(json.dumps(meta, indent=2, default=float) + "\n")
+        mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        try:
+            with _quiet_transformers():
+                back = {k: tuple(v.shape) for k, v in
+                        type(model).from_pretrained(tmp).state_dict().items()}
+        except Exception:  # a size mismatch while loading
+            back = None
+        if back is None or any(back.get(k, s) != s for k, s in mine.items()):
+            raise CheckpointError(
+                f"{p}: the pruned layers have different widths, which a Hugging Face config "
+                "cannot describe, so from_pretrained would not rebuild the model; prune every "
+                "layer to the same width (allocation 'uniform', the default, with a global "
+                "target or keep_ratio) or write a coreprune checkpoint (a .pt path)")
+        if back != mine:
+            lost = sorted(set(mine) - set(back)) or sorted(set(back) - set(mine))
+            raise CheckpointError(
+                f"{p}: from_pretrained would not rebuild {lost[0]} (and {len(lost) - 1} more "
+                "tensors): the config cannot describe them (a bias the reconstruction added); "
+                "prune with compensate 'none' or write a coreprune checkpoint (a .pt path)")
+        if p.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".old", dir=p.parent))
+            os.replace(p, old / p.name)
+            os.replace(tmp, p)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return p
 
 
 def load_with_metadata(path: str | os.PathLike, map_location: str | torch.device = "cpu",

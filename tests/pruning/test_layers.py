@@ -118,13 +118,19 @@ def test_gated_mlp_unit_is_one_index_of_gate_up_and_down_and_gqa_attention_is_le
     torch.testing.assert_close(same(x).logits, model(x).logits, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("method", ["l1", "greedy"])
 @pytest.mark.parametrize("build", [_gpt2, _llama])
 def test_uniform_ffn_widths_update_the_config_so_from_pretrained_rebuilds_the_model(
-        build, tmp_path):
+        build, method, tmp_path):
+    """With reconstruction (greedy) LLaMA's down_proj gains the fold's bias: the config gets
+    mlp_bias and gate/up zero biases, so from_pretrained rebuilds the same outputs."""
     model = build()
     x = _tokens()
-    small = _quiet_prune(model, method="l1", params_removed=0.1, example_inputs=x[:1],
+    small = _quiet_prune(model, method=method, params_removed=0.1, example_inputs=x[:1],
                          allocation="uniform")
+    if method == "greedy" and build is _llama:
+        assert small.config.mlp_bias and not model.config.mlp_bias
+        assert small.model.layers[0].mlp.down_proj.bias is not None
     kept = {lr.kept for lr in coreprune.report_of(small).layers}
     assert len(kept) == 1
     field = "n_inner" if "GPT2" in type(model).__name__ else "intermediate_size"
@@ -133,6 +139,17 @@ def test_uniform_ffn_widths_update_the_config_so_from_pretrained_rebuilds_the_mo
     small.save_pretrained(tmp_path)
     again = type(model).from_pretrained(tmp_path).eval()
     torch.testing.assert_close(again(x).logits, small(x).logits, rtol=0, atol=0)
+
+
+def test_a_fold_bias_a_config_cannot_describe_is_named():
+    tf = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**SMALL, num_key_value_heads=2)).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CorepruneWarning)
+        small = coreprune.prune(model, params_removed=0.1, example_inputs=_tokens()[:1])
+    assert small.model.layers[0].mlp.down_proj.bias is not None
+    assert any("Qwen2Config has no field for" in str(w.message) for w in caught)
 
 
 def test_ffn_widths_that_differ_per_layer_leave_the_config_and_say_why():

@@ -191,3 +191,26 @@ def test_gated_moments_match_gauss_hermite_and_are_seeded():
     again = gated_moments(x, gw, None, uw, ub, "silu", samples=1000, seed=[2, 3])
     np.testing.assert_array_equal(
         again.cov, gated_moments(x, gw, None, uw, ub, "silu", samples=1000, seed=[2, 3]).cov)
+
+
+@pytest.mark.parametrize("act", [Activation("relu"), Activation("leaky_relu", 0.1),
+                                 Activation("identity")])
+def test_pair_covariance_is_the_cross_block_of_all_pairs_and_matches_sampling(act):
+    from coreprune.reconstruction.moments import pair_covariance
+
+    rng = np.random.default_rng(3)
+    m, v = rng.normal(size=6), rng.uniform(0.2, 2.0, size=6)
+    v[4] = 0.0  # a constant channel
+    for rho in (0.0, 0.6, -0.3):
+        block = np.block([[np.diag(v), rho * np.diag(v)], [rho * np.diag(v), np.diag(v)]])
+        full = activation_moments(Gaussian(np.r_[m, m], block), act, "closed")
+        np.testing.assert_allclose(pair_covariance(m, v, rho, act), np.diag(full.cov[:6, 6:]),
+                                   atol=1e-12)
+    z = np.random.default_rng(4).standard_normal((2, 400_000))
+    x1 = m[:, None] + np.sqrt(v)[:, None] * z[0]
+    x2 = m[:, None] + np.sqrt(v)[:, None] * (0.6 * z[0] + 0.8 * z[1])
+    a, b = act(x1), act(x2)
+    sampled = (a * b).mean(1) - a.mean(1) * b.mean(1)
+    np.testing.assert_allclose(pair_covariance(m, v, 0.6, act), sampled, atol=0.01)
+    with pytest.raises(InvalidArgumentError, match="closed-form"):
+        pair_covariance(m, v, 0.5, "gelu")

@@ -15,6 +15,7 @@ name and module.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +108,9 @@ def update_hf_config(model: nn.Module, widths: dict[str, int]) -> str | None:
 
     Returns:
         None when the config was updated or has no FFN width; else a one-line message saying
-        the FFN widths differ per layer (the config cannot describe them).
+        the FFN widths differ per layer, or that a bias the reconstruction added has no config
+        field (:func:`_hf_mlp_bias`; LLaMA's ``mlp_bias`` is set), so the config cannot
+        describe the model.
     """
     config = getattr(model, "config", None)
     if config is None or not type(config).__module__.startswith("transformers"):
@@ -118,12 +121,45 @@ def update_hf_config(model: nn.Module, widths: dict[str, int]) -> str | None:
         return None
     width = getattr(config, field) or 4 * config.hidden_size  # GPT-2: n_inner None is 4 d
     kept = {widths.get(name, width) for name in roots}
+    bias = _hf_mlp_bias(model, config)
     if len(kept) == 1:
         setattr(config, field, kept.pop())
-        return None
+        return bias
     return (f"the FFN widths differ per layer ({min(kept)} to {max(kept)}), so config.{field} "
             "cannot describe them and from_pretrained will not rebuild this model: save the whole "
-            "model with torch.save, or prune with allocation='uniform'")
+            "model with torch.save, or prune with allocation='uniform'"
+            + (f"; {bias}" if bias else ""))
+
+
+_GATED_MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+def _hf_mlp_bias(model: nn.Module, config: Any) -> str | None:
+    """A reconstruction folds a constant into each FFN's output projection as a bias
+    (docs/method.md §3). LLaMA-style models build ``gate_proj``, ``up_proj`` and ``down_proj``
+    without biases unless ``config.mlp_bias``: where the config has that field it is set and
+    every one of those layers without a bias gets a zero bias (the outputs do not change, and
+    ``from_pretrained`` finds every tensor it builds); where it has none (Qwen2, Mistral) a
+    one-line message says ``from_pretrained`` would drop the bias. None when nothing gained a
+    bias the config does not describe."""
+    layers = [(name, m) for name, m in model.named_modules()
+              if name.endswith(_GATED_MLP) and isinstance(m, nn.Linear)]
+    gained = [name for name, m in layers if name.endswith("down_proj") and m.bias is not None]
+    fields = config.to_dict()
+    if not gained or fields.get("mlp_bias") is True or "mlp_bias" not in fields and all(
+            m.bias is not None for _, m in layers):
+        return None
+    if "mlp_bias" not in fields:
+        return (f"the reconstruction gave {gained[0]} (and {len(gained) - 1} more) a bias that "
+                f"{type(config).__name__} has no field for, so from_pretrained would drop it and "
+                "change the outputs: save the whole model with torch.save or coreprune.save, or "
+                "prune with compensate='none'")
+    config.mlp_bias = True
+    for _, m in layers:
+        if m.bias is None:
+            m.bias = nn.Parameter(torch.zeros(m.out_features, dtype=m.weight.dtype,
+                                              device=m.weight.device))
+    return None
 
 
 def update_hf_head_config(model: nn.Module, heads: list[tuple[int, int, int]],

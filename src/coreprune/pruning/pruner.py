@@ -174,10 +174,16 @@ def _all_finite(t: torch.Tensor) -> bool:
 
 
 def default_example_inputs(model: nn.Module) -> torch.Tensor:
-    """A batch of two inputs for tracing: ``model.example_input_shape`` if the model declares
-    it, else ``(2, in_features)`` when the first layer is ``Linear``."""
+    """A batch of two inputs for tracing (seeded): ``model.example_input_shape`` if the model
+    declares it; for a Hugging Face model, 16 token ids below its ``vocab_size`` (a model read
+    from ``input_ids``) or images of its ``num_channels`` x ``image_size`` (``pixel_values``);
+    else ``(2, in_features)`` when the first layer is ``Linear``."""
     param = next(model.parameters())
     shape = getattr(model, "example_input_shape", None)
+    hf = _hf_example_inputs(model)
+    if shape is None and hf is not None:
+        return hf.to(param.device, param.dtype) if hf.is_floating_point() else hf.to(
+            param.device)
     if shape is None:
         first = next((m for m in model.modules() if isinstance(m, PRODUCERS)), None)
         if isinstance(first, nn.Linear):
@@ -188,6 +194,20 @@ def default_example_inputs(model: nn.Module) -> torch.Tensor:
                 "(e.g. example_inputs=torch.randn(1, 3, 32, 32))")
     gen = torch.Generator().manual_seed(0)
     return torch.randn((2, *shape), generator=gen).to(device=param.device, dtype=param.dtype)
+
+
+def _hf_example_inputs(model: nn.Module) -> torch.Tensor | None:
+    """:func:`default_example_inputs` of a Hugging Face model (None for other models, or a
+    config without the sizes needed)."""
+    config, main = getattr(model, "config", None), getattr(model, "main_input_name", None)
+    gen = torch.Generator().manual_seed(0)
+    if main == "input_ids" and isinstance(getattr(config, "vocab_size", None), int):
+        return torch.randint(0, config.vocab_size, (2, 16), generator=gen)
+    size = getattr(config, "image_size", None)
+    if main == "pixel_values" and size is not None:
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return torch.randn((2, getattr(config, "num_channels", 3), h, w), generator=gen)
+    return None
 
 
 class Pruner:

@@ -37,7 +37,7 @@ from ..errors import GeometryError, InvalidArgumentError
 from .activations import Activation
 
 __all__ = ["Gaussian", "activation_moments", "bivariate_normal_cdf", "gated_moments",
-           "MOMENT_METHODS"]
+           "pair_covariance", "MOMENT_METHODS"]
 
 MOMENT_METHODS = ("auto", "closed", "quadrature", "montecarlo")
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
@@ -155,6 +155,57 @@ def _standardise(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return sd, random, rho
 
 
+def _relu_product(hi: np.ndarray, hj: np.ndarray, p: np.ndarray, pdf_i: np.ndarray,
+                  pdf_j: np.ndarray) -> np.ndarray:
+    """``E[relu(a_i) relu(a_j)] / (sd_i sd_j)`` for jointly Gaussian ``a_i, a_j`` with
+    ``mu / sd = hi, hj``, correlation ``p`` and ``pdf_* = phi(h_*)``, elementwise (broadcast):
+    the rectified bivariate normal's product moment (module docstring)."""
+    r = np.maximum(np.sqrt(np.clip(1.0 - p * p, 0.0, None)), 1e-12)
+    d_ij, d_ji = (hj - p * hi) / r, (hi - p * hj) / r
+    return ((p + hi * hj) * bivariate_normal_cdf(hi, hj, p) + hj * pdf_i * ndtr(d_ij)
+            + hi * pdf_j * ndtr(d_ji) + r * pdf_i * np.exp(-0.5 * d_ij * d_ij) / _SQRT_2PI)
+
+
+def pair_covariance(mean: np.ndarray, var: np.ndarray, rho: float,
+                    activation: Activation | str) -> np.ndarray:
+    """``Cov(phi(x_1), phi(x_2))`` for each of n independent pairs ``(x_1, x_2) ~ N((m, m),
+    v [[1, rho], [rho, 1]])`` (a channel at two neighbouring positions), in closed form: ReLU
+    (the rectified bivariate normal), leaky ReLU (``phi = s a + (1 - s) relu(a)``, with
+    ``Cov(x_1, relu(x_2)) = v rho Phi(m / sd)``) and identity. O(n); equal to the cross block's
+    diagonal of :func:`activation_moments` on the 2n-dimensional Gaussian of all pairs.
+
+    Args:
+        mean, var: (n,) each pair's mean ``m`` and variance ``v``.
+        rho: the correlation within a pair, in [-1, 1].
+        activation: an :class:`Activation` with a closed form (``closed_form``) or its name.
+
+    Returns:
+        (n,) covariances; 0 for a constant pair (``v`` at most 1e-12 of the scale).
+    """
+    act = activation if isinstance(activation, Activation) else Activation(activation)
+    if not act.closed_form:
+        raise InvalidArgumentError(f"no closed-form moments for {act.name!r}")
+    m = np.asarray(mean, dtype=np.float64)
+    v = np.clip(np.asarray(var, dtype=np.float64), 0.0, None)
+    linear = v * rho
+    if act.name == "identity":
+        return linear
+    sd = np.sqrt(v)
+    scale = max(float(sd.max(initial=0.0)), float(np.abs(m).max(initial=0.0)), 1e-300)
+    random = sd > 1e-12 * scale
+    safe = np.where(random, sd, 1.0)
+    h = m / safe
+    cdf, pdf = ndtr(h), np.exp(-0.5 * h * h) / _SQRT_2PI
+    first = safe * (h * cdf + pdf)
+    p = np.full_like(h, float(np.clip(rho, -1.0, 1.0)))
+    relu = np.where(random, v * _relu_product(h, h, p, pdf, pdf) - first**2, 0.0)
+    if act.name == "relu":
+        return relu
+    s = float(act.param)
+    return np.where(random, s * s * linear + 2.0 * s * (1.0 - s) * linear * cdf
+                    + (1.0 - s) ** 2 * relu, 0.0)
+
+
 def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(E[relu(a)], Cov(relu(a)), Phi(mu / sd))`` in closed form (module docstring)."""
     mu = pre.mean
@@ -169,13 +220,8 @@ def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = max(1, _BLOCK // max(idx.size, 1))
     for start in range(0, idx.size, rows):
         b = slice(start, start + rows)
-        hi, hj = hr[b, None], hr[None, :]
-        p = rho[np.ix_(idx[b], idx)]
-        r = np.maximum(np.sqrt(np.clip(1.0 - p * p, 0.0, None)), 1e-12)
-        d_ij, d_ji = (hj - p * hi) / r, (hi - p * hj) / r
-        m = ((p + hi * hj) * bivariate_normal_cdf(hi, hj, p) + hj * pr[b, None] * ndtr(d_ij)
-             + hi * pr[None, :] * ndtr(d_ji)
-             + r * pr[b, None] * np.exp(-0.5 * d_ij * d_ij) / _SQRT_2PI)
+        m = _relu_product(hr[b, None], hr[None, :], rho[np.ix_(idx[b], idx)], pr[b, None],
+                          pr[None, :])
         second = sr[b, None] * sr[None, :] * m
         cov[np.ix_(idx[b], idx)] = second - np.outer(mean[idx[b]], mean[idx])
     # the diagonal from the univariate formula (no rho = 1 limit taken)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.blas import dger
 
 from ..errors import GeometryError, InvalidArgumentError
 
@@ -46,6 +47,13 @@ class GreedySelection:
     alone: np.ndarray
 
 
+def _downdate(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    """``a -= x y^T`` in place (``a`` float64 in Fortran order)."""
+    out = dger(-1.0, x, y, a=a, overwrite_a=True)
+    if out is not a:  # not updated in place (never for a Fortran-ordered float64 array)
+        a[...] = out
+
+
 def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
                      cross: np.ndarray | None = None, target_cov: np.ndarray | None = None,
                      tol: float = 1e-12) -> GreedySelection:
@@ -66,7 +74,7 @@ def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
     Returns:
         :class:`GreedySelection`.
     """
-    s_cc = np.array(cov, dtype=np.float64)
+    s_cc = np.array(cov, dtype=np.float64, order="F")  # Fortran order: BLAS updates in place
     n_c = s_cc.shape[0]
     if s_cc.shape != (n_c, n_c):
         raise GeometryError(f"cov must be square, got {s_cc.shape}")
@@ -74,7 +82,7 @@ def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
         raise InvalidArgumentError(f"k must be an integer in [1, {n_c}], got {k!r}")
     one = cross is None
     g = np.asarray(gram, dtype=np.float64)
-    s_tc = s_cc if one else np.array(cross, dtype=np.float64)
+    s_tc = s_cc if one else np.array(cross, dtype=np.float64, order="F")
     if s_tc.shape != (g.shape[0], n_c) or g.shape[0] != g.shape[1]:
         raise GeometryError(f"gram {g.shape} and cross-covariance {s_tc.shape} disagree")
     if one:
@@ -82,7 +90,7 @@ def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
     else:
         t_cov = None if target_cov is None else np.asarray(target_cov, dtype=np.float64)
     error = float(np.sum(g * t_cov)) if t_cov is not None else 0.0
-    gs = g @ s_tc
+    gs = np.asfortranarray(g @ s_tc)
     d0 = np.diag(s_cc).copy()
     floor = tol * max(float(d0.max(initial=0.0)), 1e-300)
     fallback = np.einsum("ij,ij->j", s_tc, gs) / np.where(d0 > floor, d0, 1.0)
@@ -99,11 +107,11 @@ def greedy_selection(k: int, gram: np.ndarray, cov: np.ndarray,
             u_c = s_cc[:, j] / np.sqrt(d[j])
             u_t = u_c if one else s_tc[:, j] / np.sqrt(d[j])
             error -= float(gain[j])
-            # rank-one downdates in place (the same arithmetic, no new n x n arrays)
-            np.subtract(s_cc, np.outer(u_c, u_c), out=s_cc)
+            # rank-one downdates in place (BLAS dger: one pass, no n x n temporary)
+            _downdate(s_cc, u_c, u_c)
             if not one:
-                np.subtract(s_tc, np.outer(u_t, u_c), out=s_tc)
-            np.subtract(gs, np.outer(g @ u_t, u_c), out=gs)
+                _downdate(s_tc, u_t, u_c)
+            _downdate(gs, g @ u_t, u_c)
         else:  # everything is explained: the rest by their initial weighted variance
             j = int(np.argmax(np.where(chosen, -np.inf, fallback)))
         chosen[j] = True

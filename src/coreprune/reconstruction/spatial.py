@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import GeometryError
 from .activations import Activation
-from .moments import Gaussian, activation_moments
+from .moments import Gaussian, activation_moments, pair_covariance
 
 __all__ = ["Field", "conv2d", "depthwise_conv2d", "batchnorm", "activate", "max_pool", "avg_pool",
            "global_avg_pool", "flatten", "tap_correlation", "fit_input_field"]
@@ -158,13 +158,8 @@ def activate(field: Field, act: Activation, method: str = "auto", order: int = 2
     h = activation_moments(field.channels, act, method, order=order, samples=samples, seed=seed)
     # rho: the moments of (x_c(p), x_c(p + 1)) for every channel c (pairs independent)
     var = np.diag(field.channels.cov)
-    if method in ("auto", "closed") and act.closed_form:  # exact, all pairs at once
-        n = var.size
-        pair_cov = np.block([[np.diag(var), field.rho * np.diag(var)],
-                             [field.rho * np.diag(var), np.diag(var)]])
-        pair = activation_moments(Gaussian(np.r_[field.channels.mean, field.channels.mean],
-                                           pair_cov), act, "closed")
-        cross = np.diag(pair.cov[:n, n:]).sum()
+    if method in ("auto", "closed") and act.closed_form:  # exact, channel by channel
+        cross = pair_covariance(field.channels.mean, var, field.rho, act).sum()
     else:
         cross = _neighbour_covariance(field.channels.mean, var, field.rho, act, method, order,
                                       samples, seed)
