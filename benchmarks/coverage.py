@@ -10,7 +10,9 @@ For each model, in a fresh subprocess with a time limit:
   finite, the smallest kept fraction of any pruned layer, seconds and the subprocess's peak
   resident memory.
 * Torch-Pruning magnitude on coreprune's widths (the same structure, so the same parameters):
-  seconds, and coreprune's time over it.
+  seconds, and coreprune's time over it. Where both took under ``REPEAT_UNDER`` seconds each
+  runs once more and the faster run of each counts (the first run of a process pays for lazy
+  imports and warm-up); if the peer times out, coreprune's row stays.
 * Torch-Pruning alone: its ``MetaPruner`` with L2 magnitude at the channel ratio
   ``1 - sqrt(1 - target)`` on every layer but the classifier: does it prune, and how much.
 
@@ -21,7 +23,8 @@ needs more is recorded as failed (out of memory) instead of taking the machine d
     python benchmarks/coverage.py --models resnet18 regnet_y_400mf --method greedy
     python benchmarks/coverage.py --max-params 30      # skip models over 30 M parameters
 
-Writes ``benchmarks/results/coverage.{json,md}`` (``--out`` to change) after every model;
+Writes ``benchmarks/results/coverage.{json,md}`` (``--out`` to change) after every model, the
+table ending with one line on speed (how many models are within 3x of Torch-Pruning);
 ``--resume`` keeps the models a previous run recorded there and runs the rest, otherwise an
 existing file is replaced only with ``--overwrite``. Timings are on this machine's CPU cores,
 one model at a time, ``torch.set_num_threads(--threads)``.

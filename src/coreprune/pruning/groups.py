@@ -48,6 +48,7 @@ from torch_pruning.dependency import index_mapping as tp_index_mapping
 from ..compensation import Compensation, ConsumerChange, get_compensation
 from ..errors import UnsupportedModelError
 from ..importance import BatchNormParams, Selection, UnitSet
+from ..metrics import count_flops
 from ..reconstruction import Activation
 
 __all__ = ["UnitGroup", "build_graph", "run_model", "traced_outputs", "reaches_attention",
@@ -846,8 +847,6 @@ class LayerShapes:
 def layer_shapes(model: nn.Module, example_inputs: torch.Tensor) -> LayerShapes:
     """:class:`LayerShapes` of ``model`` on ``example_inputs[:1]``: one forward pass serves the
     layers' input sizes, the cost model and the FLOP count."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     inputs: dict[int, torch.Size] = {}
     outputs: dict[int, torch.Size] = {}
 
@@ -857,16 +856,12 @@ def layer_shapes(model: nn.Module, example_inputs: torch.Tensor) -> LayerShapes:
 
     hooks = [m.register_forward_hook(record) for m in model.modules()
              if isinstance(m, PRODUCERS)]
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(example_inputs[:1])
+        flops = count_flops(model, example_inputs)  # the pass the hooks record
     finally:
         for h in hooks:
             h.remove()
-        model.train(was)
-    return LayerShapes(inputs, outputs, int(counter.get_total_flops()))
+    return LayerShapes(inputs, outputs, flops)
 
 
 def input_sizes(model: nn.Module, example_inputs: torch.Tensor,
