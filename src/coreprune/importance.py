@@ -134,6 +134,9 @@ class UnitSet:
     def __setattr__(self, key: str, value: Any) -> None:
         raise AttributeError(f"UnitSet is immutable: use replace({key}=...)")
 
+    def __repr__(self) -> str:
+        return f"UnitSet(name={self.name!r}, n={self.n})"
+
     @property
     def n(self) -> int:
         if self._n is None:
