@@ -108,6 +108,14 @@ def write_json(path: str | os.PathLike, obj: Any, overwrite: bool = False) -> Pa
                               overwrite)
 
 
+def _metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` with the coreprune and torch versions first, as plain JSON values (numpy
+    scalars as floats: they would need the full unpickler to load)."""
+    meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
+            **(metadata or {})}
+    return json.loads(json.dumps(meta, default=float))
+
+
 def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | None = None,
          overwrite: bool = False) -> Path:
     """Save ``model`` (any shapes) with ``metadata`` to ``path`` atomically.
@@ -122,10 +130,7 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict[str, Any] | N
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
     """
     p = check_output_path(path, overwrite)
-    meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
-            **(metadata or {})}
-    # plain Python values only (numpy scalars would need the full unpickler to load)
-    meta = json.loads(json.dumps(meta, default=float))
+    meta = _metadata(metadata)
     structure = BytesIO()
     torch.save(_skeleton(model), structure)
     payload = {"format": FORMAT, "module": structure.getvalue(),
@@ -382,9 +387,7 @@ def save_hf_folder(model: nn.Module, path: str | os.PathLike,
     try:
         with _quiet_transformers():
             model.save_pretrained(tmp)
-        meta = {"coreprune_version": __version__, "torch_version": torch.__version__,
-                **(metadata or {})}
-        (tmp / HF_METADATA).write_text(json.dumps(meta, indent=2, default=float) + "\n")
+        (tmp / HF_METADATA).write_text(json.dumps(_metadata(metadata), indent=2) + "\n")
         mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         try:
             with _quiet_transformers():

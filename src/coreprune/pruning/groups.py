@@ -867,11 +867,8 @@ def layer_shapes(model: nn.Module, example_inputs: torch.Tensor) -> LayerShapes:
 def input_sizes(model: nn.Module, example_inputs: torch.Tensor,
                 shapes: LayerShapes | None = None) -> dict[str, tuple[int, int]]:
     """The spatial input size of every ``Conv2d`` of ``model`` on ``example_inputs`` (the sizes
-    do not change when channels are pruned); from ``shapes`` when given."""
-    names = {id(m): n for n, m in model.named_modules()}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if shapes is None:
-        return {names[k]: tuple(x.shape[-2:])
-                for k, x in layer_inputs(model, example_inputs[:1], convs).items()}
-    return {names[id(m)]: tuple(shapes.inputs[id(m)][-2:]) for m in convs
-            if id(m) in shapes.inputs}
+    do not change when channels are pruned), from its :func:`layer_shapes` (``shapes``, if
+    already known)."""
+    shapes = layer_shapes(model, example_inputs) if shapes is None else shapes
+    return {name: tuple(shapes.inputs[id(m)][-2:]) for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and id(m) in shapes.inputs}

@@ -146,8 +146,8 @@ def _hf_mlp_bias(model: nn.Module, config: Any) -> str | None:
               if name.endswith(_GATED_MLP) and isinstance(m, nn.Linear)]
     gained = [name for name, m in layers if name.endswith("down_proj") and m.bias is not None]
     fields = config.to_dict()
-    if not gained or fields.get("mlp_bias") is True or "mlp_bias" not in fields and all(
-            m.bias is not None for _, m in layers):
+    already = "mlp_bias" not in fields and all(m.bias is not None for _, m in layers)
+    if not gained or fields.get("mlp_bias") is True or already:  # biases the config builds
         return None
     if "mlp_bias" not in fields:
         return (f"the reconstruction gave {gained[0]} (and {len(gained) - 1} more) a bias that "

@@ -140,12 +140,14 @@ class PruneReport:
 
 class _Traced(NamedTuple):
     """A working copy of the user's model (:func:`working_copy`) and its graph; ``pruned``: the
-    fitted changes are applied to it already (the copy the moment model pruned while fitting)."""
+    fitted changes are applied to it already (the copy the moment model pruned while fitting);
+    ``flops``: the unpruned model's FLOPs, where fit counted them."""
 
     model: nn.Module
     replaced: dict[str, nn.Module]
     graph: Any
     pruned: bool = False
+    flops: int | None = None
 
 
 def check_model(model: Any, device: str | torch.device | None = None,
@@ -625,9 +627,9 @@ class Pruner:
         self.changes_: list[ConsumerChange] = changes
         self.input_sizes_ = sizes
         self.seconds_ = seconds
-        self._flops_fitted = shapes.flops
         # the moment model's copy has every change applied, in order: transform's result
-        return traced if live is None else _Traced(live, live_replaced, graph_live, True)
+        done = traced if live is None else _Traced(live, live_replaced, graph_live, True)
+        return done._replace(flops=shapes.flops)
 
     def _error_curves(self, model: nn.Module, x: torch.Tensor, graph,
                       groups: list[UnitGroup]) -> list[np.ndarray]:
@@ -710,7 +712,7 @@ class Pruner:
             pruned, replaced = working_copy(model)
             graph = build_graph(pruned, x)
         else:
-            pruned, replaced, graph, _ = traced
+            pruned, replaced, graph = traced.model, traced.replaced, traced.graph
         named = dict(pruned.named_modules())
         layers = []
         for g, sel, change, sec in zip(self.groups_, self.selections_, self.changes_,
@@ -739,7 +741,7 @@ class Pruner:
                 "moment_method": self.moment_method,
                 **({"synthesis": self.synthesis_} if hasattr(self, "synthesis_") else {})}
                if self.needs_moments else {})},
-            flops_before=self._flops_fitted if traced is not None else None)
+            flops_before=None if traced is None else traced.flops)
 
     def fit_transform(self, model: nn.Module,
                       example_inputs: torch.Tensor | None = None) -> nn.Module:

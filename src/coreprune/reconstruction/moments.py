@@ -142,12 +142,18 @@ def bivariate_normal_cdf(h: np.ndarray, k: np.ndarray, rho: np.ndarray) -> np.nd
             - owens_t(k, (h - rho * k) / (k * r)) - beta)
 
 
+def _varying(sd: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Which units vary: standard deviation above 1e-12 of the scale (the largest sd or
+    absolute mean); the others are taken as constant."""
+    scale = max(float(sd.max(initial=0.0)), float(np.abs(mean).max(initial=0.0)), 1e-300)
+    return sd > 1e-12 * scale
+
+
 def _standardise(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(sd, random, rho)``: standard deviations, which units vary (sd above 1e-12 of the
-    scale), and the correlation matrix (0 for constant units)."""
+    """``(sd, random, rho)``: standard deviations, which units vary (:func:`_varying`), and
+    the correlation matrix (0 for constant units)."""
     sd = pre.std
-    scale = max(float(sd.max(initial=0.0)), float(np.abs(pre.mean).max(initial=0.0)), 1e-300)
-    random = sd > 1e-12 * scale
+    random = _varying(sd, pre.mean)
     safe = np.where(random, sd, 1.0)
     rho = np.clip(pre.cov / np.outer(safe, safe), -1.0, 1.0)
     rho[~random, :] = 0.0
@@ -180,7 +186,7 @@ def pair_covariance(mean: np.ndarray, var: np.ndarray, rho: float,
         activation: an :class:`Activation` with a closed form (``closed_form``) or its name.
 
     Returns:
-        (n,) covariances; 0 for a constant pair (``v`` at most 1e-12 of the scale).
+        (n,) covariances; 0 for a constant pair (:func:`_varying`).
     """
     act = activation if isinstance(activation, Activation) else Activation(activation)
     if not act.closed_form:
@@ -191,8 +197,7 @@ def pair_covariance(mean: np.ndarray, var: np.ndarray, rho: float,
     if act.name == "identity":
         return linear
     sd = np.sqrt(v)
-    scale = max(float(sd.max(initial=0.0)), float(np.abs(m).max(initial=0.0)), 1e-300)
-    random = sd > 1e-12 * scale
+    random = _varying(sd, m)
     safe = np.where(random, sd, 1.0)
     h = m / safe
     cdf, pdf = ndtr(h), np.exp(-0.5 * h * h) / _SQRT_2PI
