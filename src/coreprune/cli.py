@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "residual additions)")
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
-                        "ReLU and leaky ReLU, Monte Carlo otherwise)")
+                        "ReLU, leaky ReLU and GELU, Monte Carlo otherwise)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--dataset", choices=DATASETS, help="evaluate (and fine-tune) on this "
                    "dataset; default: the one a coreprune checkpoint names, else none")

@@ -79,6 +79,21 @@ def test_fold_error_of_dropping_is_the_removed_share_of_the_output():
     assert fold_error(h, output_gram(v.T), drop_fold(8, np.arange(8))) == 0.0
 
 
+def test_fold_error_of_one_network_equals_the_dense_two_network_form():
+    p, b = _layer(seed=9)
+    h = _relu_moments(p, b)
+    gram = output_gram(np.random.default_rng(10).normal(size=(4, 8)).T)
+    keep = np.array([0, 2, 3, 5])
+    fitted = least_squares_fold(h, None, h.take(keep), keep)
+    shifted = dataclasses.replace(fitted, offset=fitted.offset + 0.1)  # kept rows shifted too
+    mixed = fitted.mixing.copy()
+    mixed[2, 1] = 0.5  # a kept unit's row that is not its own unit vector
+    for fold in (fitted, shifted, dataclasses.replace(fitted, mixing=mixed),
+                 drop_fold(8, keep), drop_fold(8, keep, np.array([1.0, 2.0, 0.5, 1.0]))):
+        dense = fold_error(h, gram, fold, kept=h.take(keep), cross=h.cov[:, keep])
+        assert fold_error(h, gram, fold) == pytest.approx(dense, rel=1e-10, abs=1e-15)
+
+
 def test_folds_validate_their_indices():
     h = Gaussian.independent(3)
     for bad in ([2, 1], [0, 0], [5], []):

@@ -23,7 +23,7 @@ def _sampled(pre, p, act, n=1_000_000, seed=1):
     return h.mean(0), np.cov(h.T, bias=True)
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu", "identity"])
 def test_closed_form_matches_brute_force_sampling(act):
     pre, p = _model()
     mean, cov = _sampled(pre, p, act)
@@ -45,6 +45,36 @@ def test_relu_closed_form_is_exact_for_multiples_duplicates_and_constants():
     assert not np.any(h.cov[4]) and not np.any(h.cov[:, 4])
     # positive semi-definite, as a true covariance
     assert np.linalg.eigvalsh(h.cov).min() > -1e-9 * np.abs(h.cov).max()
+
+
+def test_gelu_closed_form_is_the_limit_of_quadrature_and_exact_for_duplicates_and_constants():
+    pre, _ = _model(seed=3, mean_scale=1.0)
+    closed = activation_moments(pre, "gelu", method="closed")
+    scale = np.abs(closed.cov).max()
+    # Gauss-Hermite converges to it: 120 then 240 nodes per axis
+    errors = [np.abs(activation_moments(pre, "gelu", "quadrature", order=o).cov - closed.cov)
+              .max() / scale for o in (120, 240)]
+    assert errors[1] < 1e-6 and errors[1] < errors[0]
+    small = Gaussian(0.3 * pre.mean, 0.09 * pre.cov)  # sd < 1: 60 nodes are exact to rounding
+    np.testing.assert_allclose(activation_moments(small, "gelu", "closed").cov,
+                               activation_moments(small, "gelu", "quadrature", order=60).cov,
+                               atol=1e-13)
+    np.testing.assert_allclose(closed.cov[5], closed.cov[0], rtol=1e-12, atol=1e-14)
+    assert closed.mean[4] == pytest.approx(Activation("gelu")(pre.mean[4]))
+    assert np.abs(closed.cov[4]).max() < 1e-14 and np.abs(closed.cov[:, 4]).max() < 1e-14
+    assert np.linalg.eigvalsh(closed.cov).min() > -1e-9 * scale
+
+
+def test_tanh_gelu_by_the_gelu_closed_form_beats_monte_carlo():
+    pre, _ = _model(seed=4, mean_scale=0.5)
+    exact = activation_moments(pre, "gelu_tanh", "quadrature", order=240)
+    scale = np.abs(exact.cov).max()
+    closed = activation_moments(pre, "gelu_tanh")  # auto: GELU's closed form
+    np.testing.assert_array_equal(closed.cov, activation_moments(pre, "gelu", "closed").cov)
+    sampled = activation_moments(pre, "gelu_tanh", "montecarlo", samples=20_000)
+    closed_error = np.abs(closed.cov - exact.cov).max() / scale
+    assert closed_error < 1e-3
+    assert closed_error < 0.1 * np.abs(sampled.cov - exact.cov).max() / scale
 
 
 def test_zero_mean_relu_is_the_arc_cosine_kernel():
@@ -88,9 +118,9 @@ def test_quadrature_agrees_with_the_closed_form_for_relu_within_its_known_error(
 
 def test_monte_carlo_is_seeded_and_auto_picks_the_closed_form():
     pre, _ = _model()
-    a = activation_moments(pre, "gelu", samples=5000, seed=[1, 2])
-    b = activation_moments(pre, "gelu", samples=5000, seed=[1, 2])
-    c = activation_moments(pre, "gelu", samples=5000, seed=[1, 3])
+    a = activation_moments(pre, "silu", samples=5000, seed=[1, 2])
+    b = activation_moments(pre, "silu", samples=5000, seed=[1, 2])
+    c = activation_moments(pre, "silu", samples=5000, seed=[1, 3])
     np.testing.assert_array_equal(a.cov, b.cov)
     assert not np.array_equal(a.cov, c.cov)
     np.testing.assert_array_equal(activation_moments(pre, "relu").cov,
@@ -127,8 +157,8 @@ def test_gaussian_affine_take_and_errors():
         Gaussian(np.array([np.nan]), np.eye(1))
     with pytest.raises(GeometryError, match="weight must have shape"):
         g.affine(np.ones((2, 2)))
-    with pytest.raises(InvalidArgumentError, match="no closed-form moments for 'gelu'"):
-        activation_moments(g, "gelu", method="closed")
+    with pytest.raises(InvalidArgumentError, match="no closed-form moments for 'silu'"):
+        activation_moments(g, "silu", method="closed")
     with pytest.raises(InvalidArgumentError, match="moment method must be one of"):
         activation_moments(g, "relu", method="exact")
     with pytest.raises(InvalidArgumentError, match="unknown activation 'swish2'"):
@@ -194,7 +224,7 @@ def test_gated_moments_match_gauss_hermite_and_are_seeded():
 
 
 @pytest.mark.parametrize("act", [Activation("relu"), Activation("leaky_relu", 0.1),
-                                 Activation("identity")])
+                                 Activation("gelu"), Activation("identity")])
 def test_pair_covariance_is_the_cross_block_of_all_pairs_and_matches_sampling(act):
     from coreprune.reconstruction.moments import pair_covariance
 
@@ -213,4 +243,4 @@ def test_pair_covariance_is_the_cross_block_of_all_pairs_and_matches_sampling(ac
     sampled = (a * b).mean(1) - a.mean(1) * b.mean(1)
     np.testing.assert_allclose(pair_covariance(m, v, 0.6, act), sampled, atol=0.01)
     with pytest.raises(InvalidArgumentError, match="closed-form"):
-        pair_covariance(m, v, 0.5, "gelu")
+        pair_covariance(m, v, 0.5, "silu")

@@ -258,7 +258,7 @@ class Pruner:
             moments take the whole mixture: measured on the trained ResNet-20 and ResNet-56
             (docs/method.md §3). No data is read.
         moment_method: how the analytic model computes activation moments: ``"auto"`` (closed
-            form for ReLU, leaky ReLU and linear layers, Monte Carlo otherwise), ``"closed"``,
+            form for ReLU, leaky ReLU, GELU and linear layers, Monte Carlo otherwise), ``"closed"``,
             ``"quadrature"`` or ``"montecarlo"`` (:func:`~coreprune.reconstruction.
             activation_moments`).
         moment_model: ``"analytic"`` (Gaussian moments propagated from the input prior,

@@ -2,8 +2,8 @@
 
 An :class:`Activation` is a name and an optional parameter (the negative slope of leaky ReLU,
 the alpha of ELU, ...). It evaluates on numpy arrays, so quadrature and Monte Carlo can push
-Gaussian samples or nodes through it; ReLU, leaky ReLU and the identity also have closed-form
-Gaussian moments (:mod:`coreprune.reconstruction.moments`).
+Gaussian samples or nodes through it; ReLU, leaky ReLU, GELU (and its tanh form, by GELU's)
+and the identity also have closed-form Gaussian moments (:mod:`coreprune.reconstruction.moments`).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ ACTIVATIONS: dict[str, tuple[Callable[[np.ndarray, float | None], np.ndarray], f
 }
 
 # activations whose Gaussian moments have a closed form here
-CLOSED_FORM = ("identity", "relu", "leaky_relu")
+CLOSED_FORM = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh")
 
 
 @dataclass(frozen=True)

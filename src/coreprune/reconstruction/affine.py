@@ -190,6 +190,20 @@ def output_gram(outgoing: np.ndarray) -> np.ndarray:
     return v @ v.T
 
 
+def _inexact_rows(fold: Fold) -> np.ndarray:
+    """The units a one-network fold does not reproduce exactly: all but the kept units whose
+    row of ``mixing`` is their own unit vector and whose offset is 0."""
+    exact = np.zeros(fold.n, dtype=bool)
+    if fold.is_drop():
+        exact[fold.keep] = True
+    else:
+        m, k = fold.mixing, fold.keep.size
+        own = m[fold.keep, np.arange(k)] == 1.0
+        alone = np.count_nonzero(m[fold.keep], axis=1) == 1
+        exact[fold.keep] = own & alone & (fold.offset[fold.keep] == 0.0)
+    return np.flatnonzero(~exact)
+
+
 def fold_error(moments: Gaussian, gram: np.ndarray, fold: Fold,
                kept: Gaussian | None = None, cross: np.ndarray | None = None) -> float:
     """Model-predicted relative error of a consumer's output after ``fold``:
@@ -202,13 +216,23 @@ def fold_error(moments: Gaussian, gram: np.ndarray, fold: Fold,
     h (as in :func:`least_squares_fold`).
     """
     g = np.asarray(gram, dtype=np.float64)
-    m, o = fold.mixing, fold.offset
-    if kept is None:
-        kept = moments.take(fold.keep)
-        cross = moments.cov[:, fold.keep]
-    # E[e e^T] with e = h - M h_K - o
-    mean_e = moments.mean - m @ kept.mean - o
-    cov_e = moments.cov - cross @ m.T - m @ cross.T + m @ kept.cov @ m.T
-    num = float(np.sum(g * (cov_e + np.outer(mean_e, mean_e))))
     den = float(np.sum(g * moments.second_moment()))
+    if kept is None:  # only units not reproduced exactly (M row e_j, o = 0) carry an error
+        rows = _inexact_rows(fold)
+        g = g[np.ix_(rows, rows)]
+        if fold.is_drop():
+            mean_e, cov_e = moments.mean[rows], moments.cov[np.ix_(rows, rows)]
+        else:
+            m, keep = fold.mixing[rows], fold.keep
+            cross = moments.cov[np.ix_(rows, keep)]
+            mean_e = moments.mean[rows] - m @ moments.mean[keep] - fold.offset[rows]
+            mc = m @ cross.T
+            cov_e = (moments.cov[np.ix_(rows, rows)] - mc - mc.T
+                     + m @ moments.cov[np.ix_(keep, keep)] @ m.T)
+    else:
+        m, o = fold.mixing, fold.offset
+        mean_e = moments.mean - m @ kept.mean - o
+        mc = m @ np.asarray(cross, dtype=np.float64).T
+        cov_e = moments.cov - mc - mc.T + m @ kept.cov @ m.T
+    num = float(np.sum(g * (cov_e + np.outer(mean_e, mean_e))))
     return max(num, 0.0) / den if den > 0 else 0.0

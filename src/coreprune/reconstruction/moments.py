@@ -4,7 +4,8 @@ The layer input is modelled as ``x ~ N(m, S)``; then ``a ~ N(P m + b, P S P^T)``
 the outputs' mean ``E[h]`` and covariance ``Cov(h)`` follow from the activation:
 
 * ``"closed"``: exact formulas for ReLU (the rectified bivariate normal, below), leaky ReLU
-  (ReLU plus a linear part) and the identity;
+  (ReLU plus a linear part), GELU (below) and the identity; the tanh form of GELU takes GELU's
+  (it is within 4.8e-4 of it everywhere);
 * ``"quadrature"``: two-dimensional Gauss-Hermite quadrature of every pair of units (any
   activation; exact for polynomials of degree < 2 ``order`` in each variable);
 * ``"montecarlo"``: ``samples`` seeded draws of ``a`` from ``N(mu, C)`` (never from data).
@@ -22,6 +23,15 @@ and ``E[relu(a_i) relu(a_j)] = s_i s_j M`` with::
 ``r = sqrt(1 - rho^2)`` and ``Phi2`` the bivariate normal CDF (Owen's T). At zero means it is
 Cho & Saul's arc-cosine kernel ``(s_i s_j / 2 pi)(sin t + (pi - t) cos t)``, ``cos t = rho``;
 at ``rho = +-1`` it is the limit (duplicates and positive multiples are exact).
+
+GELU, ``gelu(t) = t Phi(t)``: with ``z_1, z_2`` standard normals independent of ``(x, y)``,
+``Phi(x) = P(z_1 < x | x)``, so ``E[gelu(x) gelu(y)] = E[x y 1{u > 0, v > 0}]`` with ``u = x -
+z_1``, ``v = y - z_2``: jointly Gaussian, ``Var u = v_x + 1``, ``Cov(u, v) = c`` (never
+degenerate, also for ``x = y``). Conditioning on ``w = (u, v)``, ``E[x | w]`` is affine in ``w``
+and ``Cov(x, y | w) = c / det Cov(w)``, so the product moment is a combination of the zeroth,
+first and second moments of the bivariate normal ``w`` over the quadrant ``w > 0``
+(Rosenbaum 1961): ``Phi2``, ``phi`` and ``Phi`` as for ReLU. ``E[gelu(x)] = m Phi(m / s) +
+(v / s) phi(m / s)``, ``s = sqrt(1 + v)``.
 """
 
 from __future__ import annotations
@@ -42,6 +52,10 @@ __all__ = ["Gaussian", "activation_moments", "bivariate_normal_cdf", "gated_mome
 MOMENT_METHODS = ("auto", "closed", "quadrature", "montecarlo")
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 _BLOCK = 1 << 21  # entries of one block of pairwise work (bounds memory)
+# activations computed by the closed form of gelu(t) = t Phi(t): gelu_tanh (PyTorch's
+# approximate="tanh", GPT-2's gelu_new) is within 4.8e-4 of it everywhere, and its moments by
+# this form are ~100x closer to the exact ones than 20,000 Monte Carlo draws (test_moments.py)
+_GELU = ("gelu", "gelu_tanh")
 
 
 @dataclass(frozen=True)
@@ -198,6 +212,10 @@ def pair_covariance(mean: np.ndarray, var: np.ndarray, rho: float,
         return linear
     sd = np.sqrt(v)
     random = _varying(sd, m)
+    if act.name in _GELU:
+        first = _gelu_mean(m, v)
+        product = _gelu_product(m, m, v, v, linear)
+        return np.where(random, product - first**2, 0.0)
     safe = np.where(random, sd, 1.0)
     h = m / safe
     cdf, pdf = ndtr(h), np.exp(-0.5 * h * h) / _SQRT_2PI
@@ -209,6 +227,61 @@ def pair_covariance(mean: np.ndarray, var: np.ndarray, rho: float,
     s = float(act.param)
     return np.where(random, s * s * linear + 2.0 * s * (1.0 - s) * linear * cdf
                     + (1.0 - s) ** 2 * relu, 0.0)
+
+
+def _gelu_mean(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``E[gelu(x)] = m Phi(m / s) + v / s phi(m / s)``, ``s = sqrt(1 + v)``, for ``x ~ N(m,
+    v)``, elementwise."""
+    s = np.sqrt(var + 1.0)
+    return mean * ndtr(mean / s) + var / s * np.exp(-0.5 * (mean / s) ** 2) / _SQRT_2PI
+
+
+def _gelu_product(mx: np.ndarray, my: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+                  c: np.ndarray) -> np.ndarray:
+    """``E[gelu(x) gelu(y)]``, ``gelu(t) = t Phi(t)``, for jointly Gaussian ``x, y`` with means
+    ``mx, my``, variances ``vx, vy`` and covariance ``c``, elementwise (broadcast; the module
+    docstring gives the derivation). Exact for every input, ``x = y`` included."""
+    su, sv = np.sqrt(vx + 1.0), np.sqrt(vy + 1.0)
+    det = (vx + 1.0) * (vy + 1.0) - c * c
+    r = np.clip(c / (su * sv), -1.0, 1.0)
+    rr = np.sqrt(1.0 - r * r)
+    hu, hv = mx / su, my / sv
+    pu, pv = np.exp(-0.5 * hu * hu) / _SQRT_2PI, np.exp(-0.5 * hv * hv) / _SQRT_2PI
+    cu, cv = ndtr((hv - r * hu) / rr), ndtr((hu - r * hv) / rr)
+    joint = pu * np.exp(-0.5 * ((hv - r * hu) / rr) ** 2) / _SQRT_2PI  # rr phi2(hu, hv; r)
+    mass = bivariate_normal_cdf(hu, hv, r)
+    # truncated moments of the standardised (u, v) over u > -hu, v > -hv
+    m10 = pu * cu + r * pv * cv
+    m01 = pv * cv + r * pu * cu
+    m20 = mass - hu * pu * cu - r * r * hv * pv * cv + r * rr * joint
+    m02 = mass - hv * pv * cv - r * r * hu * pu * cu + r * rr * joint
+    m11 = r * mass - r * hu * pu * cu - r * hv * pv * cv + rr * joint
+    # E[x | u, v] = mx + bx . (w - E w), in standardised w: coefficients bx * sd(w)
+    bxu, bxv = (vx * (vy + 1.0) - c * c) / det * su, c / det * sv
+    byu, byv = c / det * su, (vy * (vx + 1.0) - c * c) / det * sv
+    return ((mx * my + c / det) * mass + mx * (byu * m10 + byv * m01)
+            + my * (bxu * m10 + bxv * m01)
+            + bxu * byu * m20 + (bxu * byv + bxv * byu) * m11 + bxv * byv * m02)
+
+
+def _gelu_moments(pre: Gaussian) -> Gaussian:
+    """``(E[gelu(a)], Cov(gelu(a)))`` in closed form (module docstring), a block of rows at a
+    time."""
+    mu, var = pre.mean, np.clip(np.diag(pre.cov), 0.0, None)
+    mean = _gelu_mean(mu, var)
+    n = mu.size
+    cov = np.empty_like(pre.cov)
+    rows = max(1, _BLOCK // max(n, 1))
+    for start in range(0, n, rows):  # the blocks on and above the diagonal, mirrored
+        b, c = slice(start, start + rows), slice(start, n)
+        block = _gelu_product(mu[b, None], mu[None, c], var[b, None], var[None, c],
+                              pre.cov[b, c]) - np.outer(mean[b], mean[c])
+        cov[b, c] = block
+        cov[c, b] = block.T
+    # the diagonal: x = y exactly (the off-diagonal formula at c = var)
+    diag = _gelu_product(mu, mu, var, var, var) - mean**2
+    cov[np.arange(n), np.arange(n)] = np.clip(diag, 0.0, None)
+    return Gaussian(mean, cov)
 
 
 def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,12 +296,13 @@ def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx = np.flatnonzero(random)
     hr, pr, sr = h[idx], pdf[idx], sd[idx]
     rows = max(1, _BLOCK // max(idx.size, 1))
-    for start in range(0, idx.size, rows):
-        b = slice(start, start + rows)
-        m = _relu_product(hr[b, None], hr[None, :], rho[np.ix_(idx[b], idx)], pr[b, None],
-                          pr[None, :])
-        second = sr[b, None] * sr[None, :] * m
-        cov[np.ix_(idx[b], idx)] = second - np.outer(mean[idx[b]], mean[idx])
+    for start in range(0, idx.size, rows):  # the blocks on and above the diagonal, mirrored
+        b, c = slice(start, start + rows), slice(start, idx.size)
+        m = _relu_product(hr[b, None], hr[None, c], rho[np.ix_(idx[b], idx[c])], pr[b, None],
+                          pr[None, c])
+        block = sr[b, None] * sr[None, c] * m - np.outer(mean[idx[b]], mean[idx[c]])
+        cov[np.ix_(idx[b], idx[c])] = block
+        cov[np.ix_(idx[c], idx[b])] = block.T
     # the diagonal from the univariate formula (no rho = 1 limit taken)
     var = sd**2 * ((1.0 + h * h) * cdf + h * pdf) - mean**2
     cov[idx, idx] = np.clip(var[idx], 0.0, None)
@@ -238,6 +312,8 @@ def _relu_moments(pre: Gaussian) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _closed_form(pre: Gaussian, act: Activation) -> Gaussian:
     if act.name == "identity":
         return pre
+    if act.name in _GELU:
+        return _gelu_moments(pre)
     mean, cov, cdf = _relu_moments(pre)
     if act.name == "relu":
         return Gaussian(mean, cov)
@@ -348,7 +424,8 @@ def activation_moments(pre: Gaussian, activation: Activation | str, method: str 
     Args:
         pre: the pre-activations' Gaussian model ``N(mu, C)`` (n units).
         activation: an :class:`Activation` or its name.
-        method: ``"closed"`` (ReLU, leaky ReLU, identity only; exact), ``"quadrature"``
+        method: ``"closed"`` (ReLU, leaky ReLU, GELU, identity only; exact, GELU's tanh form
+            by GELU's), ``"quadrature"``
             (2-D Gauss-Hermite with ``order`` nodes per axis: ``n (n + 1) / 2 * order^2``
             evaluations of phi), ``"montecarlo"`` (``samples`` draws from ``pre`` seeded by
             ``seed``: ``samples * n^2`` multiply-adds), or ``"auto"``: closed form where there
