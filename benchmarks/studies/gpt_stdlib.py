@@ -125,23 +125,16 @@ class ActivationNorm(ImportanceMethod):
         return self.mean_abs[units.name]
 
 
-def prune(model: torch.nn.Module, method: str, options: dict, keep: float,
-          calibration: torch.Tensor) -> torch.nn.Module:
-    x = torch.randint(0, 256, (1, CONTEXT), generator=torch.Generator().manual_seed(0))  # shapes
-    chosen = ActivationNorm(model, calibration) if method == "activation-norm" else method
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CorepruneWarning)
-        return prune_model(model, chosen, {"keep_ratio": keep}, 0, x, **options)[0]
-
-
 def pruned_bpb_study(name: str, title: str, make_model, settings: tuple, keep: tuple,
-                     column: str, make_peer, argv: list[str] | None, **prune_options) -> int:
-    """The studies of other units or models on the same corpus: for each seed (``--seeds``),
-    ``make_model(seed)`` trained as here, then pruned with every ``(label, method, options)``
-    of ``settings`` (``"activation-norm"``: the data-dependent peer ``make_peer(model,
-    calibration)``) to each keep ratio of ``keep`` (``prune_options`` added), in bits per byte
-    on the held-out text before fine-tuning; the table (mean over seeds) goes to
-    ``results/studies/NAME.{log,json}``. ``column`` names a column (``{keep}``: the ratio)."""
+                     column: str, make_peer, argv: list[str] | None, finetune: bool = False,
+                     **prune_options) -> int:
+    """One study on this corpus: for each seed (``--seeds``), ``make_model(seed)`` trained as
+    here, then pruned with every ``(label, method, options)`` of ``settings``
+    (``"activation-norm"``: the data-dependent peer ``make_peer(model, calibration)``) to each
+    keep ratio of ``keep`` (``prune_options`` added), in bits per byte on the held-out text
+    before fine-tuning and, with ``finetune``, after ``FINETUNE_STEPS`` steps; the table (mean
+    over seeds) goes to ``results/studies/NAME.{log,json}``. ``column`` names a column
+    (``{keep}``: the ratio)."""
     ap = argparse.ArgumentParser(description=title)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -149,9 +142,13 @@ def pruned_bpb_study(name: str, title: str, make_model, settings: tuple, keep: t
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CorepruneWarning)
     train, held, n_files = corpus()
-    lines = [f"# {title} (Python {platform.python_version()} stdlib source, {n_files} files)",
-             "", f"Trained {STEPS} AdamW steps (lr {LR}) as in gpt_stdlib.py; bits per byte on "
-             f"held-out windows before fine-tuning. Seeds {args.seeds}; mean over seeds.", ""]
+    tuned = f"; fine-tune: {FINETUNE_STEPS} steps, lr {FINETUNE_LR}" if finetune else \
+        " before fine-tuning"
+    lines = [f"# {title} (Python {platform.python_version()} stdlib source, {n_files} files; "
+             f"{train.numel():,} training bytes, {held.numel():,} held-out bytes)", "",
+             f"Trained {STEPS} AdamW steps of {BATCH} x {CONTEXT} bytes (lr {LR}); bits per byte "
+             f"on {EVAL_WINDOWS} held-out windows{tuned}. Seeds {args.seeds} (training and data "
+             "order); mean over seeds.", ""]
     result: dict = {"seeds": args.seeds, "unpruned": [], "rows": {}}
     t0 = time.perf_counter()
     x = torch.randint(0, 256, (1, CONTEXT), generator=torch.Generator().manual_seed(0))  # shapes
@@ -167,63 +164,29 @@ def pruned_bpb_study(name: str, title: str, make_model, settings: tuple, keep: t
             for k in keep:
                 small = prune_model(model, chosen, {"keep_ratio": k}, 0, x, **prune_options,
                                     **options)[0]
-                bpb = bits_per_byte(small, held)
-                result["rows"].setdefault(label, {}).setdefault(str(k), []).append(bpb)
-                print(f"  {label:40s} {column.format(keep=k)}: {bpb:.3f}", flush=True)
+                cell = [bits_per_byte(small, held)]
+                if finetune:
+                    fit(small, train, FINETUNE_STEPS, FINETUNE_LR, seed + 2)
+                    cell.append(bits_per_byte(small, held))
+                result["rows"].setdefault(label, {}).setdefault(str(k), []).append(
+                    cell if finetune else cell[0])
+                print(f"  {label:40s} {column.format(keep=k)}: "
+                      f"{' -> '.join(f'{b:.3f}' for b in cell)}", flush=True)
     lines += [f"Unpruned: {float(np.mean(result['unpruned'])):.3f} bits/byte.", "",
               "| method | " + " | ".join(column.format(keep=k) for k in keep) + " |",
               "|---" * (len(keep) + 1) + "|"]
     for label, per in result["rows"].items():
-        lines.append(f"| {label} | " + " | ".join(f"{np.mean(per[str(k)]):.3f}"
-                                                  for k in keep) + " |")
+        cells = [" / ".join(f"{v:.3f}" for v in np.atleast_1d(np.mean(per[str(k)], axis=0)))
+                 for k in keep]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     write_study(name, lines, result)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    train, held, n_files = corpus()
-    lines = [f"# GPT-2 (4 x 128, FFN 512) on the Python {platform.python_version()} stdlib "
-             f"source ({n_files} files; {train.numel():,} training bytes, "
-             f"{held.numel():,} held-out bytes)", "",
-             f"Trained {STEPS} AdamW steps of {BATCH} x {CONTEXT} bytes (lr {LR}); bits per byte "
-             f"on {EVAL_WINDOWS} held-out windows; fine-tune: {FINETUNE_STEPS} steps, lr "
-             f"{FINETUNE_LR}. Seeds {args.seeds} (training and data order); mean over seeds.",
-             ""]
-    result: dict = {"seeds": args.seeds, "unpruned": [], "rows": {}}
-    t0 = time.perf_counter()
-    for seed in args.seeds:
-        model = gpt(seed)
-        fit(model, train, STEPS, LR, seed)
-        result["unpruned"].append(bits_per_byte(model, held))
-        print(f"seed {seed}: unpruned {result['unpruned'][-1]:.3f} bits/byte "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        calibration = windows(train, CALIBRATION, torch.Generator().manual_seed(seed + 1))
-        for label, method, options in SETTINGS:
-            for keep in KEEP:
-                small = prune(model, method, options, keep, calibration)
-                before = bits_per_byte(small, held)
-                fit(small, train, FINETUNE_STEPS, FINETUNE_LR, seed + 2)
-                after = bits_per_byte(small, held)
-                result["rows"].setdefault(label, {}).setdefault(str(keep), []).append(
-                    [before, after])
-                print(f"  {label:28s} FFN keeps {keep:.0%}: {before:.3f} -> {after:.3f}",
-                      flush=True)
-    base = float(np.mean(result["unpruned"]))
-    lines += [f"Unpruned: {base:.3f} bits/byte.", "",
-              "| method | " + " | ".join(f"FFN keeps {k:.0%}: before / after fine-tune"
-                                         for k in KEEP) + " |",
-              "|---" * (len(KEEP) + 1) + "|"]
-    for label, per in result["rows"].items():
-        cells = [" / ".join(f"{np.mean([r[j] for r in per[str(k)]]):.3f}" for j in (0, 1))
-                 for k in KEEP]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    write_study("gpt_stdlib", lines, result)
-    return 0
+    return pruned_bpb_study(
+        "gpt_stdlib", "GPT-2 (4 x 128, FFN 512), FFN neurons pruned", gpt, SETTINGS, KEEP,
+        "FFN keeps {keep:.0%}: before / after fine-tune", ActivationNorm, argv, finetune=True)
 
 
 if __name__ == "__main__":
