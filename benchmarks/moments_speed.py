@@ -2,8 +2,9 @@
 
 For n = 256 ... 4096 units fed by a 784-wide input under N(0, I), times each step of one layer's
 reconstruction: the pre-activation moments, the activation moments by each route (closed-form
-ReLU and GELU; Monte Carlo with 20,000 draws and 24-node Gauss-Hermite for GELU), greedy selection of n/4
-units and the least-squares fold; then the whole ``prune`` of LeNet-300-100 with reconstruction.
+ReLU and GELU; Monte Carlo with 20,000 draws and 24-node Gauss-Hermite for GELU), greedy
+selection of n/4 units and the least-squares fold; then the whole ``prune`` of LeNet-300-100
+with reconstruction.
 
     python benchmarks/moments_speed.py [--max-n 4096] [--quadrature-max-n 1024]
 
@@ -57,8 +58,8 @@ def layer_times(n: int, quadrature: bool, seed: int = 0) -> dict[str, float]:
     _, t_fold = _timed(lambda: least_squares_fold(relu, None, relu.take(sel.indices),
                                                   sel.indices))
     return {"n": n, "preactivation_s": t_pre, "relu_closed_s": t_relu,
-            "gelu_closed_s": t_gelu, "gelu_montecarlo_s": t_mc, "gelu_quadrature_s": t_quad, "greedy_select_s": t_sel,
-            "lstsq_fold_s": t_fold}
+            "gelu_closed_s": t_gelu, "gelu_montecarlo_s": t_mc, "gelu_quadrature_s": t_quad,
+            "greedy_select_s": t_sel, "lstsq_fold_s": t_fold}
 
 
 def lenet_times(repeats: int = 3) -> dict[str, float]:

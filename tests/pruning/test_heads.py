@@ -154,6 +154,45 @@ def test_multihead_attention_is_named_and_a_model_without_heads_fails_in_one_lin
         coreprune.prune(Block().eval(), example_inputs=x, units="heads", keep_ratio=0.5)
 
 
+def _swin(version):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    name = "swin_tiny_patch4_window7_224" if version == 1 else "swinv2_tiny_window8_256"
+    return timm.create_model(name, pretrained=False, img_size=32, patch_size=2, window_size=4,
+                             embed_dim=16, depths=(1, 1), num_heads=(2, 4),
+                             num_classes=3).eval(), torch.randn(2, 3, 32, 32)
+
+
+def test_timm_swin_heads_take_their_relative_position_bias_with_them():
+    model, x = _swin(1)
+    ref = model(x)
+    torch.testing.assert_close(_prune(model, x, keep_ratio=1.0)(x), ref, rtol=0, atol=0)
+    small = _prune(model, x, keep_ratio=0.5)
+    report = coreprune.report_of(small)
+    assert report.params_after == count_params(small) < count_params(model)
+    assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
+    attn = small.layers[1].blocks[0].attn
+    kept = report.layers[1].indices
+    assert attn.num_heads == 2 and attn.qkv.out_features == 3 * 16
+    torch.testing.assert_close(attn.relative_position_bias_table,
+                               model.layers[1].blocks[0].attn.relative_position_bias_table[
+                                   :, torch.as_tensor(kept)])
+
+
+def test_swin_attention_that_cannot_be_cut_is_named_not_broken():
+    model, x = _swin(2)  # timm's Swin V2: a per-head logit scale beside the projections
+    with pytest.warns(CorepruneWarning, match="logit_scale"), \
+            pytest.raises(UnsupportedModelError, match="found no attention layer"):
+        coreprune.prune(model, example_inputs=x, units="heads", keep_ratio=0.5)
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    skipped = {}
+    block = nn.Sequential(nn.Linear(8, 8))
+    block.attn = ShiftedWindowAttention(8, [2, 2], [0, 0], 2)
+    assert find_attention_layers(block, skipped=skipped) == []
+    assert "torchvision's Swin window attention" in skipped["attn"]
+
+
 def test_bad_head_options_are_refused_in_one_line():
     with pytest.raises(InvalidArgumentError, match="units must be one of"):
         Pruner(units="channels", keep_ratio=0.5)

@@ -19,8 +19,10 @@ entry per layout), never by importing timm or transformers:
   and ``num_attention_heads``, and whose ``output.dense`` is the output projection (BERT,
   RoBERTa, Hugging Face ViT).
 
-``nn.MultiheadAttention`` (torchvision's ViT) ties its head width to its input width, so its
-heads are left whole and named in the report.
+``nn.MultiheadAttention`` (torchvision's ViT) and torchvision's Swin window attention compute
+their head width as input width / heads, so their heads are left whole and named in the report.
+timm's Swin window attention is ``fused-qkv`` with a relative position bias table per head, cut
+with the heads.
 
 Importance (:data:`HEAD_METHODS`): ``output-moment`` (default) scores a unit by the second
 moment of its heads' output values under the moment model of the attention input (the
@@ -71,6 +73,9 @@ class AttentionLayer:
         n_heads, n_kv_heads, head_dim: query heads, key/value heads, width of a head.
         counts: ``(module, attribute, factor)``: attributes that hold ``factor x`` the number of
             query heads (a head count: 1; a width: ``head_dim``), updated after a cut.
+        per_head: ``(module, parameter name, dim)``: parameters with one slice per query head
+            along ``dim`` (a Swin window attention's relative position bias table), cut with
+            the heads.
     """
 
     name: str
@@ -83,6 +88,7 @@ class AttentionLayer:
     n_kv_heads: int
     head_dim: int
     counts: list[tuple[nn.Module, str, int]] = field(default_factory=list)
+    per_head: list[tuple[nn.Module, str, int]] = field(default_factory=list)
 
     @property
     def n_units(self) -> int:
@@ -113,7 +119,7 @@ def _linear(m: Any) -> bool:
     return isinstance(m, nn.Linear)
 
 
-def _fused_qkv(name: str, m: nn.Module) -> AttentionLayer | None:
+def _fused_qkv(name: str, m: nn.Module) -> AttentionLayer | str | None:
     heads_attr = "num_heads" if hasattr(m, "num_heads") else "heads"
     h = getattr(m, heads_attr, None)
     qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
@@ -128,8 +134,15 @@ def _fused_qkv(name: str, m: nn.Module) -> AttentionLayer | None:
             isinstance(norm, nn.Module) and any(True for _ in norm.parameters())):
         return None  # a norm or a gate over all heads' outputs (timm options) would need cutting
     counts = [(m, heads_attr, 1)] + [(m, a, hd) for a in ("attn_dim",) if hasattr(m, a)]
+    per_head = []
+    for pname, p in m.named_parameters(recurse=False):
+        if pname == "relative_position_bias_table" and p.dim() == 2 and p.shape[1] == h:
+            per_head.append((m, pname, 1))  # timm's Swin: (positions, heads)
+        else:  # e.g. timm's Swin V2 logit_scale: a parameter this layout does not cut
+            return (f"an attention layer with a parameter {pname!r} {tuple(p.shape)} beside "
+                    "its projections that coreprune does not know how to cut")
     return AttentionLayer(name, "fused-qkv", (qkv, 0), (qkv, width), (qkv, 2 * width), proj,
-                          h, h, hd, counts)
+                          h, h, hd, counts, per_head)
 
 
 def _gpt2(name: str, m: nn.Module) -> AttentionLayer | None:
@@ -178,28 +191,53 @@ def _bert(name: str, m: nn.Module) -> AttentionLayer | None:
     return AttentionLayer(name, "bert", (q, 0), (k, 0), (v, 0), dense, h, h, hd, counts)
 
 
-# recognisers of attention layouts, tried in order on every module (module docstring)
-ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | None]] = {
+# recognisers of attention layouts, tried in order on every module (module docstring): the
+# layer, None (not this layout), or why a layer of this layout cannot be cut
+ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | str | None]] = {
     "fused-qkv": _fused_qkv, "gpt2": _gpt2, "separate-qkv": _separate_qkv, "bert": _bert}
+
+
+# attention modules whose forward computes the head width as input width / heads: cutting a
+# head would break it (class name -> what the report calls it)
+_TIED_HEAD_WIDTH = {"MultiheadAttention": "nn.MultiheadAttention",
+                    "ShiftedWindowAttention": "torchvision's Swin window attention",
+                    "ShiftedWindowAttentionV2": "torchvision's Swin V2 window attention"}
+
+
+def _tied_classes() -> tuple[type, ...]:
+    from torchvision.models.swin_transformer import (
+        ShiftedWindowAttention,
+        ShiftedWindowAttentionV2,
+    )
+
+    return nn.MultiheadAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 
 def find_attention_layers(model: nn.Module, ignored: tuple[nn.Module, ...] = (),
                           skipped: dict[str, str] | None = None) -> list[AttentionLayer]:
     """Every attention layer of ``model`` whose heads can be cut, in module order (those of an
     ignored module or holding an ignored layer left out). ``skipped`` receives
-    ``{module path: why}`` for ``nn.MultiheadAttention`` modules."""
+    ``{module path: why}`` for attention modules whose head width is tied to their input width
+    (``nn.MultiheadAttention``, torchvision's Swin attention)."""
     ignored_ids = set(map(id, ignored))
     out, taken = [], set()
     for name, m in model.named_modules():
         if id(m) in taken:
             continue
-        if isinstance(m, nn.MultiheadAttention):
+        tied = _TIED_HEAD_WIDTH.get(type(m).__name__)
+        if tied is not None and any(isinstance(m, c) for c in _tied_classes()):
             if skipped is not None:
-                skipped[name] = ("nn.MultiheadAttention: its head width is tied to its input "
-                                 "width, so its heads cannot be cut in place")
+                skipped[name] = f"{tied}: its head width is tied to its input width, so its " \
+                                "heads cannot be cut in place"
+            taken.update(id(s) for s in m.modules())
             continue
         for recognise in ATTENTION_KINDS.values():
             layer = recognise(name, m)
+            if isinstance(layer, str):
+                if skipped is not None:
+                    skipped[name] = layer
+                taken.update(id(s) for s in m.modules())
+                break
             if layer is not None:
                 mods = {id(x) for x in (m, layer.q[0], layer.k[0], layer.v[0], layer.o)}
                 taken.update(id(s) for s in m.modules())
@@ -384,6 +422,11 @@ def apply_head_selection(layer: AttentionLayer, keep: np.ndarray, compensate: st
     for lin, parts in by_linear.values():
         _cut(lin, rows=np.concatenate(parts))
     _cut(layer.o, cols=r["o"], bias_add=bias_add)
+    for module, pname, dim in layer.per_head:
+        p = getattr(module, pname)
+        with torch.no_grad():
+            kept = p.index_select(dim, torch.as_tensor(layer.query_heads(keep), device=p.device))
+        setattr(module, pname, nn.Parameter(kept.clone(), requires_grad=p.requires_grad))
     n_q, n_kv = layer.group * keep.size, keep.size
     for module, attr, factor in layer.counts:
         setattr(module, attr, factor * n_q)
@@ -409,5 +452,9 @@ def head_cost_model(model: nn.Module, layers: list[AttentionLayer]) -> CostModel
             counted += lin.weight.numel() + b
         terms.append(_Term(float(layer.o.weight.numel()), 0.0, None, i))
         counted += layer.o.weight.numel()
+        for module, pname, _ in layer.per_head:
+            numel = getattr(module, pname).numel()
+            terms.append(_Term(float(numel), 0.0, i, None))
+            counted += numel
     fixed = sum(p.numel() for p in model.parameters()) - counted
     return CostModel(terms, [], float(fixed), [la.n_units for la in layers])

@@ -467,9 +467,9 @@ class Pruner:
         if not layers:
             raise UnsupportedModelError(
                 f"found no attention layer whose heads coreprune can cut in "
-                f"{type(model).__name__}: it recognises the layouts of timm's ViT, Hugging Face "
-                "GPT-2, BERT and LLaMA-style models (coreprune.pruning.heads); prune its neurons "
-                "with units='neurons'")
+                f"{type(model).__name__}: it recognises the layouts of timm's ViT and Swin, "
+                "Hugging Face GPT-2, BERT and LLaMA-style models (coreprune.pruning.heads); "
+                "prune its neurons with units='neurons'")
         keep = self._given_keep_counts(layers, "attention layers")
         if keep is None:
             keep = uniform_keep_counts(head_cost_model(work, layers), float(self.target_value),
@@ -772,14 +772,16 @@ def report_of(model: nn.Module) -> PruneReport:
 
 
 def _share_of_parameters(graph, layers: dict[str, str]) -> float:
-    """The fraction of ``graph``'s model's parameters held by ``layers`` (module paths) and the
-    BatchNorm right after each."""
+    """The fraction of ``graph``'s model's parameters held by ``layers`` (module paths: layers,
+    or attention modules with their projections) and the BatchNorm right after each."""
     named = dict(graph.model.named_modules())
     held = set()
     for name in layers:
-        for m in (named[name], _batchnorm_after(graph, named[name])):
-            if m is not None:
-                held.update(id(p) for p in m.parameters(recurse=False))
+        m = named[name]
+        after = _batchnorm_after(graph, m) if m in graph.module2node else None
+        for owner in (m, after):
+            if owner is not None:
+                held.update(id(p) for p in owner.parameters())
     params = list(graph.model.parameters())
     total = sum(p.numel() for p in params)
     return sum(p.numel() for p in params if id(p) in held) / total if total else 0.0
