@@ -96,6 +96,19 @@ def test_zoo_and_torchvision_models_load_without_trusting(tmp_path):
         assert type(coreprune.load(tmp_path / "m.pt")) is type(model)
 
 
+def test_a_zoo_vit_saved_before_its_heads_could_be_cut_still_runs(tmp_path):
+    from coreprune.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vit").eval()
+    x = torch.randn(2, 1, 28, 28)
+    ref = model(x)
+    for block in model.blocks:  # the attention modules of earlier versions had no head_dim
+        del block.attn.head_dim
+    save(model, tmp_path / "old.pt", {"n": 1})
+    torch.testing.assert_close(coreprune.load(tmp_path / "old.pt")(x), ref, rtol=0, atol=0)
+
+
 def test_cli_refuses_an_untrusted_class_in_one_line(tmp_path, capsys):
     from coreprune.cli import main
 

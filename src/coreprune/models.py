@@ -154,6 +154,11 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        if "head_dim" not in self.__dict__:  # saved before heads could be cut (0.4 and earlier)
+            self.head_dim = self.qkv.out_features // 3 // self.heads
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.heads, self.head_dim)
