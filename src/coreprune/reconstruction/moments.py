@@ -244,7 +244,7 @@ def _gelu_product(mx: np.ndarray, my: np.ndarray, vx: np.ndarray, vy: np.ndarray
     su, sv = np.sqrt(vx + 1.0), np.sqrt(vy + 1.0)
     det = (vx + 1.0) * (vy + 1.0) - c * c
     r = np.clip(c / (su * sv), -1.0, 1.0)
-    rr = np.sqrt(1.0 - r * r)
+    rr = np.maximum(np.sqrt(1.0 - r * r), 1e-12)  # |r| < 1 unless a variance overflows
     hu, hv = mx / su, my / sv
     pu, pv = np.exp(-0.5 * hu * hu) / _SQRT_2PI, np.exp(-0.5 * hv * hv) / _SQRT_2PI
     cu, cv = ndtr((hv - r * hu) / rr), ndtr((hu - r * hv) / rr)
