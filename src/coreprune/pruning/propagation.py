@@ -256,6 +256,7 @@ class MomentPropagator:
         self.local_rho, self.residual, self.local = local_rho, residual, local
         self._x = example_inputs
         self._cache: dict[int, Gaussian | Field] = {}
+        self._consumers: dict[int, list[nn.Module]] = {}  # id(root) -> its consumers
         self._inputs: dict[int, torch.Tensor] | None = None
         self._notes: list[str] = []
         self._gi = 0
@@ -473,7 +474,7 @@ class MomentPropagator:
             raise _NoModelError(f"{type(g.root).__name__} units")
         start = self.graph.module2node[_batchnorm_after(self.graph, g.root) or g.root]
         out, node = start, start
-        consumers = {id(m) for m, _ in _consumer_slices(self.graph, g)}
+        consumers = {id(m) for m in self._consumer_modules(g)}
         while True:
             if len(node.outputs) != 1:
                 if all(id(module_of(o)) in consumers for o in node.outputs):
@@ -524,13 +525,20 @@ class MomentPropagator:
         state = self._cache.get(id(start))
         return state.channels if isinstance(state, Field) else state
 
+    def _consumer_modules(self, g: UnitGroup) -> list[nn.Module]:
+        """The layers that read ``g``'s units (which layers they are does not change as the
+        model is pruned; Torch-Pruning rebuilds the group to find them)."""
+        if id(g.root) not in self._consumers:
+            self._consumers[id(g.root)] = [m for m, _ in _consumer_slices(self.graph, g)]
+        return self._consumers[id(g.root)]
+
     def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
         """Group ``g`` now keeps ``keep``: restrict its cached moments to those units and forget
         everything downstream of its consumers (their weights changed)."""
         keep = g.channels(keep)
         chain = [self.graph.module2node[g.root]]
         node = chain[0]
-        consumers = {id(m) for m, _ in _consumer_slices(self.graph, g)}
+        consumers = {id(m) for m in self._consumer_modules(g)}
         while len(node.outputs) == 1 and id(node.outputs[0].module) not in consumers:
             node = node.outputs[0]
             chain.append(node)
@@ -543,7 +551,7 @@ class MomentPropagator:
                 # position of a kept channel
                 idx = (keep[:, None] * per + np.arange(per)[None, :]).reshape(-1)
                 self._cache[id(n)] = state.take(idx)
-        stack = [self.graph.module2node[m] for m, _ in _consumer_slices(self.graph, g)]
+        stack = [self.graph.module2node[m] for m in self._consumer_modules(g)]
         seen: set[int] = set()
         while stack:
             n = stack.pop()
