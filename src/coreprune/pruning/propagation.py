@@ -244,19 +244,24 @@ class MomentPropagator:
         method, order, samples: as :func:`~coreprune.reconstruction.activation_moments`.
         seed: Monte Carlo seed; group ``gi`` uses ``[seed, gi]``.
         local_rho: the neighbour correlation of the local prior (module docstring).
+        consumers: a dict (id of a group's root -> the layers reading its units) to fill and
+            read, shared by propagators of the same graph (a mixture's components); None: its
+            own.
     """
 
     def __init__(self, graph: tp.DependencyGraph, example_inputs: torch.Tensor,
                  prior: InputPrior, method: str = "auto", order: int = 24,
                  samples: int = 20_000, seed: int = 0, local_rho: float = 0.5,
-                 residual: str = "local", local: str = "unit") -> None:
+                 residual: str = "local", local: str = "unit",
+                 consumers: dict[int, list[nn.Module]] | None = None) -> None:
         self.graph, self.prior = graph, prior
         self.sample_shape = tuple(int(d) for d in example_inputs.shape[1:])
         self.method, self.order, self.samples, self.seed = method, order, samples, seed
         self.local_rho, self.residual, self.local = local_rho, residual, local
         self._x = example_inputs
         self._cache: dict[int, Gaussian | Field] = {}
-        self._consumers: dict[int, list[nn.Module]] = {}  # id(root) -> its consumers
+        # id(root) -> the layers reading its units (shareable by propagators of one graph)
+        self._consumers: dict[int, list[nn.Module]] = {} if consumers is None else consumers
         self._inputs: dict[int, torch.Tensor] | None = None
         self._notes: list[str] = []
         self._gi = 0
@@ -612,6 +617,7 @@ def analytic_moments(graph: tp.DependencyGraph, example_inputs: torch.Tensor,
     is a mixture of image priors (inputs that are not ``(C, H, W)`` ignore the correlation:
     one propagator serves every component)."""
     components = prior.components() if example_inputs.dim() == 4 else prior.components()[:1]
-    parts = [MomentPropagator(graph, example_inputs, c, method, seed=seed, **options)
-             for c in components]
+    consumers: dict[int, list[nn.Module]] = {}  # found once for every component
+    parts = [MomentPropagator(graph, example_inputs, c, method, seed=seed, consumers=consumers,
+                              **options) for c in components]
     return parts[0] if len(parts) == 1 else MixtureMoments(parts)
