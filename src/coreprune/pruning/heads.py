@@ -197,53 +197,55 @@ ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | str | Non
     "fused-qkv": _fused_qkv, "gpt2": _gpt2, "separate-qkv": _separate_qkv, "bert": _bert}
 
 
-# attention modules whose forward computes the head width as input width / heads: cutting a
-# head would break it (class name -> what the report calls it)
-_TIED_HEAD_WIDTH = {"MultiheadAttention": "nn.MultiheadAttention",
-                    "ShiftedWindowAttention": "torchvision's Swin window attention",
-                    "ShiftedWindowAttentionV2": "torchvision's Swin V2 window attention"}
-
-
-def _tied_classes() -> tuple[type, ...]:
+def _tied_head_width() -> dict[type, str]:
+    """Attention modules whose forward computes the head width as input width / heads, so
+    cutting a head would break them: class -> what the report calls it."""
     from torchvision.models.swin_transformer import (
         ShiftedWindowAttention,
         ShiftedWindowAttentionV2,
     )
 
-    return nn.MultiheadAttention, ShiftedWindowAttention, ShiftedWindowAttentionV2
+    return {nn.MultiheadAttention: "nn.MultiheadAttention",
+            ShiftedWindowAttention: "torchvision's Swin window attention",
+            ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention"}
+
+
+def _recognise(name: str, m: nn.Module, tied: dict[type, str]) -> AttentionLayer | str | None:
+    """``m`` as an attention layer (the first layout of :data:`ATTENTION_KINDS` it fits), why
+    it is one whose heads cannot be cut, or None."""
+    label = tied.get(type(m))
+    if label is not None:
+        return f"{label}: its head width is tied to its input width, so its heads cannot be " \
+               "cut in place"
+    for recognise in ATTENTION_KINDS.values():
+        layer = recognise(name, m)
+        if layer is not None:
+            return layer
+    return None
 
 
 def find_attention_layers(model: nn.Module, ignored: tuple[nn.Module, ...] = (),
                           skipped: dict[str, str] | None = None) -> list[AttentionLayer]:
     """Every attention layer of ``model`` whose heads can be cut, in module order (those of an
     ignored module or holding an ignored layer left out). ``skipped`` receives
-    ``{module path: why}`` for attention modules whose head width is tied to their input width
-    (``nn.MultiheadAttention``, torchvision's Swin attention)."""
+    ``{module path: why}`` for attention modules whose heads cannot be cut: a head width tied
+    to the input width (``nn.MultiheadAttention``, torchvision's Swin attention) or a parameter
+    over the heads that the layout does not know."""
     ignored_ids = set(map(id, ignored))
+    tied = _tied_head_width()
     out, taken = [], set()
     for name, m in model.named_modules():
         if id(m) in taken:
             continue
-        tied = _TIED_HEAD_WIDTH.get(type(m).__name__)
-        if tied is not None and any(isinstance(m, c) for c in _tied_classes()):
-            if skipped is not None:
-                skipped[name] = f"{tied}: its head width is tied to its input width, so its " \
-                                "heads cannot be cut in place"
-            taken.update(id(s) for s in m.modules())
+        layer = _recognise(name, m, tied)
+        if layer is None:
             continue
-        for recognise in ATTENTION_KINDS.values():
-            layer = recognise(name, m)
-            if isinstance(layer, str):
-                if skipped is not None:
-                    skipped[name] = layer
-                taken.update(id(s) for s in m.modules())
-                break
-            if layer is not None:
-                mods = {id(x) for x in (m, layer.q[0], layer.k[0], layer.v[0], layer.o)}
-                taken.update(id(s) for s in m.modules())
-                if not mods & ignored_ids:
-                    out.append(layer)
-                break
+        taken.update(id(s) for s in m.modules())
+        if isinstance(layer, str):  # an attention layer that cannot be cut: say why
+            if skipped is not None:
+                skipped[name] = layer
+        elif not {id(x) for x in (m, layer.q[0], layer.k[0], layer.v[0], layer.o)} & ignored_ids:
+            out.append(layer)
     return out
 
 

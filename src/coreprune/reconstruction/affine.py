@@ -193,14 +193,11 @@ def output_gram(outgoing: np.ndarray) -> np.ndarray:
 def _inexact_rows(fold: Fold) -> np.ndarray:
     """The units a one-network fold does not reproduce exactly: all but the kept units whose
     row of ``mixing`` is their own unit vector and whose offset is 0."""
+    m, k = fold.mixing, fold.keep.size
     exact = np.zeros(fold.n, dtype=bool)
-    if fold.is_drop():
-        exact[fold.keep] = True
-    else:
-        m, k = fold.mixing, fold.keep.size
-        own = m[fold.keep, np.arange(k)] == 1.0
-        alone = np.count_nonzero(m[fold.keep], axis=1) == 1
-        exact[fold.keep] = own & alone & (fold.offset[fold.keep] == 0.0)
+    own = m[fold.keep, np.arange(k)] == 1.0
+    alone = np.count_nonzero(m[fold.keep], axis=1) == 1
+    exact[fold.keep] = own & alone & (fold.offset[fold.keep] == 0.0)
     return np.flatnonzero(~exact)
 
 
@@ -218,9 +215,10 @@ def fold_error(moments: Gaussian, gram: np.ndarray, fold: Fold,
     g = np.asarray(gram, dtype=np.float64)
     den = float(np.sum(g * moments.second_moment()))
     if kept is None:  # only units not reproduced exactly (M row e_j, o = 0) carry an error
-        rows = _inexact_rows(fold)
+        drop = fold.is_drop()
+        rows = np.setdiff1d(np.arange(fold.n), fold.keep) if drop else _inexact_rows(fold)
         g = g[np.ix_(rows, rows)]
-        if fold.is_drop():
+        if drop:
             mean_e, cov_e = moments.mean[rows], moments.cov[np.ix_(rows, rows)]
         else:
             m, keep = fold.mixing[rows], fold.keep

@@ -278,9 +278,9 @@ def _gelu_moments(pre: Gaussian) -> Gaussian:
                               pre.cov[b, c]) - np.outer(mean[b], mean[c])
         cov[b, c] = block
         cov[c, b] = block.T
-    # the diagonal: x = y exactly (the off-diagonal formula at c = var)
-    diag = _gelu_product(mu, mu, var, var, var) - mean**2
-    cov[np.arange(n), np.arange(n)] = np.clip(diag, 0.0, None)
+    # the diagonal came from the same formula at c = Var (x = y exactly); rounding clipped
+    diag = np.arange(n)
+    cov[diag, diag] = np.clip(cov[diag, diag], 0.0, None)
     return Gaussian(mean, cov)
 
 
