@@ -2,8 +2,9 @@
 VGG-16 (BatchNorm) and ResNet-20/56/110, and a small vision transformer.
 
 Each model declares ``example_input_shape`` so that it can be traced without an explicit
-example batch. torchvision's ResNet-18/50 and VGG-16 are accepted as they are
-(``build_model("resnet18")``; weights are never downloaded).
+example batch. torchvision's ResNet-18/50, MobileNet-V2, EfficientNet-B0 and VGG-16 are in the
+zoo as ``tv_resnet18``, ... (their stem given ``in_channels`` input channels for one-channel
+images; weights are never downloaded).
 """
 
 from __future__ import annotations
@@ -213,17 +214,36 @@ class ViT(nn.Module):
 
 
 def _torchvision(name: str) -> Callable[..., nn.Module]:
-    def make(in_channels: int = 3, num_classes: int = 1000) -> nn.Module:
+    def make(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224) -> nn.Module:
         import torchvision
 
         model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
         if in_channels != 3:
-            raise InvalidArgumentError(f"torchvision {name} takes 3 input channels")
-        model.example_input_shape = (3, 224, 224)
-        model.arch = {"name": f"tv_{name}", "in_channels": 3, "num_classes": num_classes}
+            _replace_stem(model, in_channels)
+        model.example_input_shape = (in_channels, image_size, image_size)
+        model.arch = {"name": f"tv_{name}", "in_channels": in_channels,
+                      "num_classes": num_classes}
         return model
 
     return make
+
+
+def _replace_stem(model: nn.Module, in_channels: int) -> None:
+    """Give ``model``'s first convolution (in module order) ``in_channels`` input channels,
+    freshly initialised as torchvision initialises it (Kaiming normal, fan out); every other
+    layer is unchanged. For torchvision's ImageNet models on one-channel images."""
+    for name, child in model.named_modules():
+        if isinstance(child, nn.Conv2d):
+            stem = nn.Conv2d(in_channels, child.out_channels, child.kernel_size, child.stride,
+                             child.padding, child.dilation, child.groups,
+                             child.bias is not None, child.padding_mode)
+            nn.init.kaiming_normal_(stem.weight, mode="fan_out", nonlinearity="relu")
+            if stem.bias is not None:
+                nn.init.zeros_(stem.bias)
+            model.set_submodule(name, stem)
+            return
+    raise InvalidArgumentError(f"{type(model).__name__} has no convolution to give "
+                               f"{in_channels} input channels")
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -239,6 +259,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet110": lambda in_channels=3, num_classes=10: CifarResNet(110, in_channels, num_classes),
     "tv_resnet18": _torchvision("resnet18"),
     "tv_resnet50": _torchvision("resnet50"),
+    "tv_mobilenet_v2": _torchvision("mobilenet_v2"),
+    "tv_efficientnet_b0": _torchvision("efficientnet_b0"),
     "tv_vgg16": _torchvision("vgg16"),
 }
 
@@ -258,7 +280,7 @@ def build_model_for_images(name: str, in_channels: int, image_size: int,
     """Zoo model ``name`` for square images of shape (in_channels, image_size, image_size):
     the fully connected models' first layer takes the flattened image; the CNNs are
     size-agnostic. ``model_args``: further arguments (an MLP's ``hidden`` and ``activation``)."""
-    if name in ("lenet300", "mlp", "vit"):
+    if name in ("lenet300", "mlp", "vit") or name.startswith("tv_"):
         return build_model(name, in_channels=in_channels, image_size=image_size, **model_args)
     return build_model(name, in_channels=in_channels, **model_args)
 
@@ -290,7 +312,7 @@ def build_model_for_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -
             kwargs["image_size"] = side
             if name == "mlp":
                 kwargs["hidden"] = tuple(int(w.shape[0]) for w in weights[:-1])
-        elif not name.startswith("tv_"):
+        else:
             kwargs["in_channels"] = int(first.shape[1])
         model = build_model(name, **kwargs)
     else:

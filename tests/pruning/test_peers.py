@@ -36,6 +36,26 @@ def test_peer_errors_are_named():
         prune_with_torch_pruning(mlp, "tp-nope", s.groups_, s.keep_counts_, x)
 
 
+def test_bnscale_scores_groups_without_batchnorm_by_magnitude():
+    """EfficientNet's squeeze-and-excitation layers have no BatchNorm: Torch-Pruning's
+    BNScaleImportance leaves them unscored (and unpruned); the peer scores them by L2 magnitude
+    and prunes the structure asked for."""
+    import torchvision
+
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    structure = Pruner("l1", params_removed=0.4).fit(model, x)
+    named = dict(model.named_modules())
+    bare = [g for g, k in zip(structure.groups_, structure.keep_counts_, strict=True)
+            if k < g.n_units and "fc1" in g.name]
+    assert bare and all(not isinstance(named[g.name.replace("fc1", "fc2")], nn.BatchNorm2d)
+                        for g in bare)
+    out = prune_with_torch_pruning(model, "tp-bnscale", structure.groups_,
+                                   structure.keep_counts_, x)
+    assert count_params(out) == count_params(structure.transform(model))
+    assert out(x).shape == (2, 10)
+
+
 def test_peer_prunes_depthwise_blocks_and_gates_with_their_units():
     """MobileNet-V3's depthwise convs and squeeze-and-excitation gates ride with the units they
     carry: Torch-Pruning prunes them too, to coreprune's structure."""

@@ -21,7 +21,7 @@ from ..errors import InvalidArgumentError, UnsupportedModelError
 from .groups import NORMS, UnitGroup, deeper_channel_search, run_model, traced_outputs
 from .layers import restore_layers, working_copy
 
-__all__ = ["Peer", "PEERS", "is_peer", "prune_with_torch_pruning"]
+__all__ = ["Peer", "PEERS", "BatchNormScaleImportance", "is_peer", "prune_with_torch_pruning"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,28 @@ class Peer:
     description: str
 
 
+class BatchNormScaleImportance(tp.importance.Importance):
+    """Network slimming's importance (Liu et al., ICCV 2017): a unit's ``|gamma|`` in the
+    BatchNorm of its group (Torch-Pruning's ``BNScaleImportance``); a group with no BatchNorm
+    (a squeeze-and-excitation layer, a classifier's hidden layer) is scored by its group L2
+    magnitude instead, as ``tp-magnitude`` scores it. Torch-Pruning alone leaves such a group
+    unscored and unpruned, which would prune another structure than the one asked for."""
+
+    def __init__(self) -> None:
+        self.scale = tp.importance.BNScaleImportance()
+        self.magnitude = tp.importance.GroupMagnitudeImportance(p=2)
+
+    def __call__(self, group: tp.dependency.Group) -> torch.Tensor | None:
+        score = self.scale(group)
+        return score if score is not None else self.magnitude(group)
+
+
 PEERS: dict[str, Peer] = {p.name: p for p in (
     Peer("tp-magnitude", lambda: tp.importance.GroupMagnitudeImportance(p=2), True,
          "Torch-Pruning: group L2 magnitude (all coupled weights)"),
-    Peer("tp-bnscale", lambda: tp.importance.BNScaleImportance(), True,
-         "Torch-Pruning: |BatchNorm scale| (network slimming); models with BatchNorm only"),
+    Peer("tp-bnscale", BatchNormScaleImportance, True,
+         "Torch-Pruning: |BatchNorm scale| (network slimming), L2 magnitude for groups without "
+         "BatchNorm; models with BatchNorm only"),
     Peer("tp-taylor", lambda: tp.importance.GroupTaylorImportance(), False,
          "Torch-Pruning: first-order Taylor (Molchanov 2019); DATA-DEPENDENT, one batch"),
 )}
