@@ -247,3 +247,16 @@ def test_prune_a_hugging_face_folder_into_a_new_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["prune", str(tmp_path / "empty"), "--ratio", "0.1"]) == 2
     assert "without config.json" in capsys.readouterr().err
+
+
+def test_train_gives_a_torchvision_model_the_datas_channels_and_classes(tmp_path):
+    """torchvision's models default to 1000 classes and 3 channels: trained on the 8x8 digits
+    (one channel, 10 classes) the checkpoint has a one-channel stem and a 10-way classifier."""
+    from coreprune import io
+
+    out = tmp_path / "mobilenet.pt"
+    assert main(["train", "--model", "tv_mobilenet_v2", "--dataset", "digits", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    model, _ = io.load_with_metadata(out)
+    assert model.features[0][0].in_channels == 1 and model.classifier[-1].out_features == 10
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)

@@ -3,7 +3,12 @@ import torch
 from torch import nn
 
 from coreprune.errors import InvalidArgumentError
-from coreprune.models import _replace_stem, build_model_for_images, build_model_for_state_dict
+from coreprune.models import (
+    _replace_stem,
+    build_model_for_images,
+    build_model_for_state_dict,
+    classes_of,
+)
 
 
 @pytest.mark.parametrize("name", ["tv_mobilenet_v2", "tv_resnet18"])
@@ -24,3 +29,9 @@ def test_stem_replacement_takes_the_first_convolution_in_module_order():
     assert nested[0][0].in_channels == 1 and nested[1].in_channels == 4
     with pytest.raises(InvalidArgumentError, match="no convolution"):
         _replace_stem(nn.Sequential(nn.Linear(3, 2)), 1)
+
+
+def test_classes_of_labels():
+    assert classes_of(torch.tensor([0, 3, 1])) == 4
+    assert build_model_for_images("tv_resnet18", 1, 32, num_classes=3)(
+        torch.randn(2, 1, 32, 32)).shape == (2, 3)

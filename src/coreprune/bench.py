@@ -54,7 +54,7 @@ from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
 from .errors import CheckpointError, DataFileError, InvalidArgumentError
 from .experiment import RECORD_KEYS, prune_and_evaluate
 from .importance import methods as registered_methods
-from .models import MODELS, build_model_for_images
+from .models import MODELS, build_model_for_images, classes_of
 from .pruning.peers import PEERS
 from .pruning.propagation import InputPrior
 from .pruning.pruner import DEFAULT_METHOD
@@ -323,7 +323,8 @@ def trained_model(cfg: BenchConfig, train_split: Split,
     log(f"training {cfg.model} on {cfg.dataset} ({t}); cached in {path}")
     torch.manual_seed(t["seed"])
     model = build_model_for_images(cfg.model, int(train_split.x.shape[1]),
-                                   int(train_split.x.shape[2]), **cfg.model_args)
+                                   int(train_split.x.shape[2]),
+                                   **{"num_classes": classes_of(train_split.y), **cfg.model_args})
     train(model, train_split, device=cfg.device, progress=False, **t)
     path.parent.mkdir(parents=True, exist_ok=True)
     io.save(model.cpu(), path, {"model": cfg.model, "dataset": cfg.dataset,

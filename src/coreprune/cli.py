@@ -34,7 +34,7 @@ from .errors import CorepruneError, CorepruneWarning, InvalidArgumentError, desc
 from .experiment import prune_and_evaluate, prune_model
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
-from .models import MODELS, build_model_for_images
+from .models import MODELS, build_model_for_images, classes_of
 from .pruning import default_example_inputs
 from .pruning.heads import DEFAULT_HEAD_METHOD, HEAD_COMPENSATIONS, HEAD_METHODS
 from .pruning.peers import PEERS
@@ -73,7 +73,7 @@ def _measure(model: torch.nn.Module, split: Split) -> dict[str, float]:
 
 def _model_for(name: str, split: Split, **model_args: Any) -> torch.nn.Module:
     return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]),
-                                  **model_args)
+                                  **{"num_classes": classes_of(split.y), **model_args})
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from .errors import CheckpointError, InvalidArgumentError
 
 __all__ = ["LeNet300100", "MLP", "VGG16", "CifarResNet", "ViT", "build_model",
-           "build_model_for_images",
+           "build_model_for_images", "classes_of",
            "MODELS", "MLP_ACTIVATIONS"]
 
 
@@ -279,10 +279,17 @@ def build_model_for_images(name: str, in_channels: int, image_size: int,
                            **model_args: Any) -> nn.Module:
     """Zoo model ``name`` for square images of shape (in_channels, image_size, image_size):
     the fully connected models' first layer takes the flattened image; the CNNs are
-    size-agnostic. ``model_args``: further arguments (an MLP's ``hidden`` and ``activation``)."""
+    size-agnostic. ``model_args``: further arguments (an MLP's ``hidden`` and ``activation``,
+    ``num_classes``: the zoo's own models default to 10, torchvision's to 1000, so give the
+    data's; :func:`classes_of` reads it from labels)."""
     if name in ("lenet300", "mlp", "vit") or name.startswith("tv_"):
         return build_model(name, in_channels=in_channels, image_size=image_size, **model_args)
     return build_model(name, in_channels=in_channels, **model_args)
+
+
+def classes_of(labels: torch.Tensor) -> int:
+    """The number of classes of integer ``labels`` 0..C-1: ``C = max + 1``."""
+    return int(labels.max()) + 1
 
 
 def build_model_for_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -> nn.Module:
