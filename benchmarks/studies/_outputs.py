@@ -24,6 +24,15 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "studies"
 INDEPENDENT_PIXELS = (0.0, 1.0, 0.0)
 
 
+def uncapped_error_allocation() -> None:
+    """Make ``allocation="error"`` the rule the allocation studies measured before every layer
+    kept at least half of its uniform width (``ERROR_ALLOCATION_MIN_SHARE = 0``), so that they
+    regenerate their logs."""
+    import coreprune.pruning.pruner as pruner_module
+
+    pruner_module.ERROR_ALLOCATION_MIN_SHARE = 0.0
+
+
 def write_study(name: str, lines: list[str], result: Any = None) -> None:
     """Write the study's table ``lines`` to ``NAME.log`` and its numbers ``result`` (when given)
     to ``NAME.json``, each atomically (replacing the previous run's), and print the table."""

@@ -6,6 +6,9 @@ trained model of the data-free configs, at their parameter levels, before fine-t
 
 Writes ``benchmarks/results/studies/allocation.{json,log}``; the CNNs are tested on a seeded
 2,000-image subset, the MLPs on their whole test sets.
+
+It measured ``allocation="error"`` as it was before every layer kept at least half of its
+uniform width (allocation_capped.py); ``_outputs.uncapped_error_allocation`` pins that rule.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _outputs import INDEPENDENT_PIXELS, write_study
+from _outputs import INDEPENDENT_PIXELS, uncapped_error_allocation, write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
@@ -31,6 +34,7 @@ CONFIGS = {  # config -> parameter levels
 
 
 def main() -> int:
+    uncapped_error_allocation()  # the rule measured here (module docstring)
     result = {}
     lines = ["# Allocation: uniform vs same predicted error (greedy + reconstruct, before "
              "fine-tuning; mean over trained models)", "",

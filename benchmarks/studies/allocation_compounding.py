@@ -7,6 +7,9 @@ the widths that ``allocation="error"`` chose at 30%, before fine-tuning.
 
 Writes ``benchmarks/results/studies/allocation_compounding.{json,log}``; accuracy on the seeded
 2,000-image test subset of ``allocation_cnn.py``.
+
+It measured ``allocation="error"`` as it was before every layer kept at least half of its
+uniform width (allocation_capped.py); ``_outputs.uncapped_error_allocation`` pins that rule.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from _outputs import write_study
+from _outputs import uncapped_error_allocation, write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
@@ -25,6 +28,7 @@ LEVEL = 0.3
 
 
 def main() -> int:
+    uncapped_error_allocation()  # the rule measured here (module docstring)
     cfg = load_config(ROOT / "benchmarks" / "tv_mobilenet_v2_fmnist32_datafree.yaml")
     tr, te, _ = load_bench_data(cfg)
     te = te.subset(2000, seed=0)

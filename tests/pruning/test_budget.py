@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from coreprune.pruning.budget import (
     uniform_keep_counts,
 )
 from coreprune.pruning.groups import build_graph, find_unit_groups
+from coreprune.pruning.pruner import ERROR_ALLOCATION_MIN_SHARE
 
 
 def cost_of(model, x):
@@ -104,3 +107,26 @@ def test_pruner_floors_global_targets_only_and_checks_the_option():
     assert p.keep_counts_ == [2, 2]
     with pytest.raises(InvalidArgumentError, match="min_keep_fraction must lie in"):
         Pruner("l1", params_removed=0.5, min_keep_fraction=1.5)
+
+
+def test_equal_error_allocation_keeps_a_share_of_the_uniform_widths():
+    """A layer whose predicted error vanishes after a few units is not cut below ``min_keep``
+    (the error allocation's half of the uniform width): the target is still met, by the other
+    layers."""
+    model = nn.Sequential(nn.Linear(20, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU(),
+                          nn.Linear(40, 5))
+    cost, _ = cost_of(model, torch.randn(2, 20))
+    full = cost.params(cost.n_units)
+    curves = [np.r_[1.0, np.zeros(40)], np.linspace(1, 0, 41)]  # the first: one unit explains all
+    free = error_budget_keep_counts(cost, 0.3, curves)
+    assert free[0] == 1
+    floor = [math.ceil(0.5 * k) for k in uniform_keep_counts(cost, 0.3)]
+    kept = error_budget_keep_counts(cost, 0.3, curves, min_keep=floor)
+    assert all(k >= f for k, f in zip(kept, floor, strict=True)) and kept[0] == floor[0] > 1
+    assert 1 - cost.params(kept) / full >= 0.3
+    assert error_budget_keep_counts(cost, 0.3, curves, min_keep=[0, 0]) == free
+    x = torch.randn(2, 20)
+    pruner = Pruner("greedy", params_removed=0.3, allocation="error").fit(model, x)
+    uniform = Pruner("greedy", params_removed=0.3).fit(model, x).keep_counts_
+    assert all(k >= math.ceil(ERROR_ALLOCATION_MIN_SHARE * u)
+               for k, u in zip(pruner.keep_counts_, uniform, strict=True))

@@ -172,10 +172,11 @@ def _most_kept(cost: CostModel, target: float, metric: str,
 
 
 def error_budget_keep_counts(cost: CostModel, target: float, curves: list[np.ndarray],
-                             metric: str = "params", min_keep_fraction: float = 0.0) -> list[int]:
+                             metric: str = "params", min_keep_fraction: float = 0.0,
+                             min_keep: list[int] | None = None) -> list[int]:
     """Keep counts that give every group the same predicted error: ``k_g = min{k >= floor_g :
-    curves[g][k] <= eps}`` (``floor_g``: :func:`keep_floors`) for the smallest ``eps`` that
-    removes at least ``target`` of ``metric``.
+    curves[g][k] <= eps}`` (``floor_g``: :func:`keep_floors`, raised to ``min_keep[g]`` where
+    given) for the smallest ``eps`` that removes at least ``target`` of ``metric``.
 
     ``curves[g]`` ((n_g + 1,), non-increasing, ``curves[g][n_g] = 0``) is group g's relative
     predicted error with its first k units kept, e.g. the greedy selection's error curve divided
@@ -186,6 +187,8 @@ def error_budget_keep_counts(cost: CostModel, target: float, curves: list[np.nda
     """
     curves = [np.minimum.accumulate(np.asarray(c, dtype=np.float64)) for c in curves]
     floors = keep_floors(cost.n_units, min_keep_fraction)
+    if min_keep is not None:
+        floors = [max(f, int(m)) for f, m in zip(floors, min_keep, strict=True)]
 
     def keep_at(minus_eps: float) -> list[int]:  # more units kept as eps shrinks
         return [int(max(f, np.argmax(c <= -minus_eps))) for c, f in zip(curves, floors,
