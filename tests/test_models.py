@@ -2,12 +2,13 @@ import pytest
 import torch
 from torch import nn
 
+from coreprune.data import Split
 from coreprune.errors import InvalidArgumentError
 from coreprune.models import (
     _replace_stem,
     build_model_for_images,
+    build_model_for_split,
     build_model_for_state_dict,
-    classes_of,
 )
 
 
@@ -31,7 +32,9 @@ def test_stem_replacement_takes_the_first_convolution_in_module_order():
         _replace_stem(nn.Sequential(nn.Linear(3, 2)), 1)
 
 
-def test_classes_of_labels():
-    assert classes_of(torch.tensor([0, 3, 1])) == 4
-    assert build_model_for_images("tv_resnet18", 1, 32, num_classes=3)(
-        torch.randn(2, 1, 32, 32)).shape == (2, 3)
+def test_a_model_for_a_split_takes_its_classes_from_the_labels():
+    split = Split(torch.randn(3, 1, 32, 32), torch.tensor([0, 3, 1]))
+    x = torch.randn(2, 1, 32, 32)
+    assert build_model_for_split("tv_resnet18", split).eval()(x).shape == (2, 4)
+    assert build_model_for_split("tv_resnet18", split, num_classes=3).eval()(x).shape == (2, 3)
+    assert build_model_for_images("tv_resnet18", 1, 32, num_classes=3)(x).shape == (2, 3)

@@ -54,7 +54,7 @@ from .data import DATASETS, NORMALIZATIONS, Split, load_dataset
 from .errors import CheckpointError, DataFileError, InvalidArgumentError
 from .experiment import RECORD_KEYS, prune_and_evaluate
 from .importance import methods as registered_methods
-from .models import MODELS, build_model_for_images, classes_of
+from .models import MODELS, build_model_for_split
 from .pruning.peers import PEERS
 from .pruning.propagation import InputPrior
 from .pruning.pruner import DEFAULT_METHOD
@@ -322,9 +322,7 @@ def trained_model(cfg: BenchConfig, train_split: Split,
         t["seed"] = train_seed
     log(f"training {cfg.model} on {cfg.dataset} ({t}); cached in {path}")
     torch.manual_seed(t["seed"])
-    model = build_model_for_images(cfg.model, int(train_split.x.shape[1]),
-                                   int(train_split.x.shape[2]),
-                                   **{"num_classes": classes_of(train_split.y), **cfg.model_args})
+    model = build_model_for_split(cfg.model, train_split, **cfg.model_args)
     train(model, train_split, device=cfg.device, progress=False, **t)
     path.parent.mkdir(parents=True, exist_ok=True)
     io.save(model.cpu(), path, {"model": cfg.model, "dataset": cfg.dataset,

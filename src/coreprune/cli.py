@@ -34,7 +34,7 @@ from .errors import CorepruneError, CorepruneWarning, InvalidArgumentError, desc
 from .experiment import prune_and_evaluate, prune_model
 from .importance import method_description, methods
 from .metrics import count_flops, count_params, measure_latency
-from .models import MODELS, build_model_for_images, classes_of
+from .models import MODELS, build_model_for_split
 from .pruning import default_example_inputs
 from .pruning.heads import DEFAULT_HEAD_METHOD, HEAD_COMPENSATIONS, HEAD_METHODS
 from .pruning.peers import PEERS
@@ -71,11 +71,6 @@ def _measure(model: torch.nn.Module, split: Split) -> dict[str, float]:
             "latency_ms": measure_latency(model, split.x[:64])}
 
 
-def _model_for(name: str, split: Split, **model_args: Any) -> torch.nn.Module:
-    return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]),
-                                  **{"num_classes": classes_of(split.y), **model_args})
-
-
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for j, r in enumerate(rows):
@@ -102,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_args = _options(args.model_arg, "--model-arg")
     tr, te = load_dataset(args.dataset, args.data_root, normalization=args.normalization)
     torch.manual_seed(args.seed)
-    model = _model_for(args.model, tr, **model_args)
+    model = build_model_for_split(args.model, tr, **model_args)
     train(model, tr, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
           batch_size=args.batch_size, seed=args.seed, device=args.device,
           weight_decay=args.weight_decay)
@@ -379,7 +374,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     tr, te = load_dataset("fashion-mnist", args.data_root, fallback=True)
     dataset = "fashion-mnist" if tr.x.shape[-1] == 28 else "digits"
     torch.manual_seed(args.seed)
-    model = _model_for("lenet300", tr)
+    model = build_model_for_split("lenet300", tr)
     print(f"training LeNet-300-100 on {dataset} ({len(tr)} images, {args.epochs} epochs)")
     train(model, tr, epochs=args.epochs, lr=1e-3, seed=args.seed)
     acc0 = evaluate(model, te)

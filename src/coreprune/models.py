@@ -10,15 +10,18 @@ images; weights are never downloaded).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .errors import CheckpointError, InvalidArgumentError
 
+if TYPE_CHECKING:
+    from .data import Split
+
 __all__ = ["LeNet300100", "MLP", "VGG16", "CifarResNet", "ViT", "build_model",
-           "build_model_for_images", "classes_of",
+           "build_model_for_images", "build_model_for_split",
            "MODELS", "MLP_ACTIVATIONS"]
 
 
@@ -281,15 +284,18 @@ def build_model_for_images(name: str, in_channels: int, image_size: int,
     the fully connected models' first layer takes the flattened image; the CNNs are
     size-agnostic. ``model_args``: further arguments (an MLP's ``hidden`` and ``activation``,
     ``num_classes``: the zoo's own models default to 10, torchvision's to 1000, so give the
-    data's; :func:`classes_of` reads it from labels)."""
+    data's; :func:`build_model_for_split` reads it from the labels)."""
     if name in ("lenet300", "mlp", "vit") or name.startswith("tv_"):
         return build_model(name, in_channels=in_channels, image_size=image_size, **model_args)
     return build_model(name, in_channels=in_channels, **model_args)
 
 
-def classes_of(labels: torch.Tensor) -> int:
-    """The number of classes of integer ``labels`` 0..C-1: ``C = max + 1``."""
-    return int(labels.max()) + 1
+def build_model_for_split(name: str, split: Split, **model_args: Any) -> nn.Module:
+    """Zoo model ``name`` for the images and labels of ``split``: :func:`build_model_for_images`
+    with its channels, image size and number of classes (labels 0..C-1: ``C = max + 1``, unless
+    ``model_args`` names ``num_classes``)."""
+    return build_model_for_images(name, int(split.x.shape[1]), int(split.x.shape[2]),
+                                  **{"num_classes": int(split.y.max()) + 1, **model_args})
 
 
 def build_model_for_state_dict(name: str, state_dict: dict[str, torch.Tensor]) -> nn.Module:
