@@ -6,22 +6,39 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from coreprune.data import load_dataset
+from coreprune.bench import BenchConfig, load_bench_data, load_config, trained_model
+from coreprune.data import Split, load_dataset
 from coreprune.errors import CorepruneWarning
 from coreprune.experiment import prune_model
 from coreprune.io import atomic_write_bytes
 from coreprune.metrics import count_params
 from coreprune.train import evaluate, train
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "studies"
+BENCHMARKS = Path(__file__).resolve().parents[1]
+OUT = BENCHMARKS / "results" / "studies"
 # the default input prior before the mixture over pixel correlations: the studies that ran under
 # it pin it, so that they regenerate their logs
 INDEPENDENT_PIXELS = (0.0, 1.0, 0.0)
+
+
+def config_models(name: str, test_images: int | None = None
+                  ) -> Iterator[tuple[BenchConfig, int | None, nn.Module, Split]]:
+    """Every trained model of ``benchmarks/NAME.yaml``, trained and cached as the bench does:
+    ``(config, training seed, model, test split)`` per training seed, the test split the
+    config's (a seeded subset of ``test_images`` images when given, the same for every model)."""
+    cfg = load_config(BENCHMARKS / f"{name}.yaml")
+    tr, te, _ = load_bench_data(cfg)
+    if test_images is not None:
+        te = te.subset(test_images, seed=0)
+    for seed in cfg.train_seeds or [None]:
+        yield cfg, seed, trained_model(cfg, tr, print, seed), te
 
 
 def uncapped_error_allocation() -> None:

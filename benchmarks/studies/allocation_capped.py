@@ -14,17 +14,14 @@ library's rule keeps the same units.)
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
-from _outputs import write_study
+from _outputs import config_models, write_study
 
-from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
 from coreprune.pruning.pruner import ERROR_ALLOCATION_MIN_SHARE
 from coreprune.train import evaluate
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("tv_mobilenet_v2_fmnist32_datafree", "tv_efficientnet_b0_fmnist32_datafree",
            "resnet20_fmnist32_datafree", "vgg16_fmnist32_datafree")
 LEVELS = (0.3, 0.5, 0.7)
@@ -39,12 +36,8 @@ def main() -> int:
              "| config | training seed | 30% | 50% | 70% |", "|---|---|---|---|---|"]
     means = ["", "| config | mean at 30 / 50 / 70% |", "|---|---|"]
     for name in CONFIGS:
-        cfg = load_config(ROOT / "benchmarks" / f"{name}.yaml")
-        tr, te, _ = load_bench_data(cfg)
-        te = te.subset(2000, seed=0)
         runs = []
-        for seed in cfg.train_seeds:
-            model = trained_model(cfg, tr, print, seed)
+        for _, seed, model, te in config_models(name, test_images=2000):
             runs.append([evaluate(Pruner("greedy", params_removed=level, allocation="error")
                                   .fit_transform(model, te.x[:2]), te) for level in LEVELS])
             lines.append(f"| {name} | {seed} | " + " | ".join(f"{a:.2f}" for a in runs[-1]) + " |")

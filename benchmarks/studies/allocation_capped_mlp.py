@@ -12,17 +12,14 @@ Writes ``benchmarks/results/studies/allocation_capped_mlp.{json,log}``.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
-from _outputs import write_study
+from _outputs import config_models, write_study
 
 import coreprune.pruning.pruner as pruner_module
-from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("lenet300_fmnist_datafree", "lenet300_fmnist_nm", "mlp_fmnist_gelu", "mlp_fmnist_silu",
            "mlp_fmnist_tanh", "mlp_digits_gelu", "mlp_digits_silu", "mlp_digits_tanh")
 LEVELS = (0.7, 0.8, 0.9)
@@ -38,17 +35,13 @@ def main() -> int:
              "| config | " + " | ".join(s[0] for s in SETTINGS) + " |",
              "|---|" + "---|" * len(SETTINGS)]
     for name in CONFIGS:
-        cfg = load_config(ROOT / "benchmarks" / f"{name}.yaml")
-        tr, te, _ = load_bench_data(cfg)
         accs: dict[str, list[list[float]]] = {label: [] for label, _, _ in SETTINGS}
-        for seed in cfg.train_seeds:
-            model = trained_model(cfg, tr, print, seed)
+        for _, _, model, te in config_models(name):
             for label, allocation, share in SETTINGS:
                 if share is not None:
                     pruner_module.ERROR_ALLOCATION_MIN_SHARE = share
                 accs[label].append([evaluate(Pruner(
-                    "greedy", params_removed=level, allocation=allocation,
-                    **({"input_prior": cfg.input_prior} if cfg.input_prior is not None else {})
+                    "greedy", params_removed=level, allocation=allocation
                 ).fit_transform(model, te.x[:2]), te) for level in LEVELS])
         result[name] = accs
         lines.append(f"| {name} | " + " | ".join(

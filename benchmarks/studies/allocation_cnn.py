@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from _outputs import uncapped_error_allocation, write_study
+from _outputs import config_models, uncapped_error_allocation, write_study
 
-from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("tv_mobilenet_v2_fmnist32_datafree", "tv_efficientnet_b0_fmnist32_datafree",
            "resnet20_fmnist32_datafree", "vgg16_fmnist32_datafree")
 LEVELS = (0.3, 0.5, 0.7)
@@ -44,12 +41,8 @@ def main() -> int:
              "error) |", "|---|---|---|---|---|---|"]
     means = ["", "| config | params removed | uniform (mean) | error (mean) |", "|---|---|---|---|"]
     for name in CONFIGS:
-        cfg = load_config(ROOT / "benchmarks" / f"{name}.yaml")
-        tr, te, _ = load_bench_data(cfg)
-        te = te.subset(2000, seed=0)
         accs: dict[str, list[list[float]]] = {a: [] for a in ALLOCATIONS}
-        for seed in cfg.train_seeds:
-            model = trained_model(cfg, tr, print, seed)
+        for _, seed, model, te in config_models(name, test_images=2000):
             for level in LEVELS:
                 cells, secs = [], []
                 for allocation in ALLOCATIONS:

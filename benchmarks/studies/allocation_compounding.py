@@ -15,24 +15,19 @@ uniform width (allocation_capped.py); ``_outputs.uncapped_error_allocation`` pin
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from _outputs import uncapped_error_allocation, write_study
+from _outputs import config_models, uncapped_error_allocation, write_study
 
-from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
-ROOT = Path(__file__).resolve().parents[2]
 LEVEL = 0.3
 
 
 def main() -> int:
     uncapped_error_allocation()  # the rule measured here (module docstring)
-    cfg = load_config(ROOT / "benchmarks" / "tv_mobilenet_v2_fmnist32_datafree.yaml")
-    tr, te, _ = load_bench_data(cfg)
-    te = te.subset(2000, seed=0)
-    model = trained_model(cfg, tr, print, 0)
+    # the config's first trained model: training seed 0
+    _, _, model, te = next(config_models("tv_mobilenet_v2_fmnist32_datafree", test_images=2000))
     fitted = Pruner("greedy", params_removed=LEVEL, allocation="error").fit(model, te.x[:2])
     ratios = {g.name: k / g.n_units for g, k in zip(fitted.groups_, fitted.keep_counts_,
                                                     strict=True)}
