@@ -298,6 +298,56 @@ def test_coupled_residual_channels_are_reconstructed_per_consumer():
     assert (drop(x) - model(x)).abs().max() > 1e-2
 
 
+class _ExcitedNet(torch.nn.Module):
+    """conv(3->6) -> SiLU -> depthwise conv(6) -> SiLU = h; g = sigmoid(fc2(SiLU(fc1(mean h))));
+    conv(6->4)(g * h) -> ReLU -> mean -> linear (EfficientNet's block, squeeze-and-excitation
+    included): unit 5 is a copy of unit 0 in h and in its gate."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 6, 1)
+        self.dw = nn.Conv2d(6, 6, 3, padding=1, groups=6)
+        self.fc1 = nn.Conv2d(6, 2, 1)
+        self.fc2 = nn.Conv2d(2, 6, 1)
+        self.c2 = nn.Conv2d(6, 4, 1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            for conv in (self.c1, self.dw, self.fc2):
+                conv.weight[5], conv.bias[5] = conv.weight[0], conv.bias[0]
+
+    def forward(self, x):
+        h = F.silu(self.dw(F.silu(self.c1(x))))
+        g = torch.sigmoid(self.fc2(F.silu(self.fc1(h.mean((2, 3), keepdim=True)))))
+        return self.fc(torch.relu(self.c2(g * h)).mean((2, 3)))
+
+
+def test_squeeze_excited_units_are_reconstructed_per_consumer():
+    """Units gated by squeeze-and-excitation: the projection reads ``g * h``, the squeeze layer
+    the average of ``h``; each takes its own fold from moments measured where it reads, so a
+    removed copy of a kept unit (in ``h`` and in its gate) is reconstructed exactly; greedy
+    selection, which reads the moments too, then removes the copy rather than a unit that
+    carries something of its own."""
+    torch.manual_seed(0)
+    model = _ExcitedNet().eval()
+    x = torch.randn(16, 3, 10, 10)
+    options = {"layer_ratios": {"c1": 5 / 6}, "moment_model": "synthetic",
+               "synthetic_inputs": 8, "synthetic_steps": 2}
+    p = Pruner(KeepFirst(), compensate="reconstruct", **options)
+    out = p.fit_transform(model, x[:2])
+    assert out.c1.out_channels == out.dw.out_channels == out.fc2.out_channels == 5
+    assert out.fc1.in_channels == out.c2.in_channels == 5
+    info = p.report_.layers[0].info
+    assert info["compensation"] == "reconstruct (per consumer)"
+    assert info["moment_model"].startswith("squeeze-and-excitation")
+    assert info["predicted_error"] < 1e-7 < info["predicted_error_drop"]
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
+    drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
+    assert (drop(x) - model(x)).abs().max() > 1e-3
+    greedy = Pruner("greedy", **options)
+    greedy.fit_transform(model, x[:2])
+    assert set(greedy.report_.layers[0].indices) in ({0, 1, 2, 3, 4}, {1, 2, 3, 4, 5})
+
+
 class _DepthwiseNet(torch.nn.Module):
     """conv(3->8) -> ReLU -> depthwise conv(8) -> ReLU -> conv(8->6) -> ReLU -> mean -> linear
     (MobileNet's expansion, depthwise and projection): units 5, 6, 7 are 2.5 x unit 0, a copy of

@@ -242,8 +242,8 @@ def test_depthwise_networks_prune_every_block(name):
     """Networks of depthwise blocks (with squeeze-and-excitation gates in MobileNet-V3 and
     EfficientNet) prune every depthwise block's expansion, none below the 10% floor, and run
     with the reported parameter count; reconstruction (L1 selection: greedy takes minutes on
-    their 1,000-wide layers on 2 cores) runs where the units are not gated, and the record says
-    why elsewhere."""
+    their 1,000-wide layers on 2 cores) runs on every group with moments, per consumer where
+    squeeze-and-excitation gates the units, and the record says why elsewhere."""
     import torchvision
 
     from coreprune.pruning.groups import is_depthwise
@@ -267,7 +267,12 @@ def test_depthwise_networks_prune_every_block(name):
                for b, a in zip(before, after, strict=True))
     assert min(lr.kept / lr.n_units for lr in report.layers) >= 0.1
     comps = [lr.info["compensation"] for lr in report.layers]
-    assert all(c == "reconstruct" or "fallback" in c for c in comps) and "reconstruct" in comps
+    assert all(c.startswith("reconstruct") or "fallback" in c for c in comps)
+    assert "reconstruct" in comps
+    excited = [c for c, lr in zip(comps, report.layers, strict=True)
+               if lr.info.get("moment_model", "").startswith("squeeze-and-excitation")]
+    assert bool(excited) == (name in ("mobilenet_v3_small", "efficientnet_b0"))
+    assert all(c == "reconstruct (per consumer)" for c in excited)
 
 
 def test_layers_left_whole_are_named_in_one_warning_and_the_report():

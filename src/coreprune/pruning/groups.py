@@ -27,8 +27,11 @@ A layer whose outputs enter a product with another activation before reaching an
 ``Linear``/``Conv`` (attention's ``q k^T``, ``softmax(.) v``, a fused scaled-dot-product
 attention) is an attention projection: it is never a root (:func:`reaches_attention`). A gated
 MLP (``down(act(gate(x)) * up(x))``) is a group whose root is ``gate`` and whose gate is ``up``
-(:func:`is_gated_mlp`): it folds like any group; other gated groups (squeeze-and-excitation)
-do not.
+(:func:`is_gated_mlp`): it folds like any group. Other gated groups (squeeze-and-excitation)
+take no single fold: their consumers read different states of the units (the gated product
+``g * h``, and the gate's own squeeze layer the units' average over positions), so each consumer
+can only take a fold of its own, from moments measured where it reads
+(:attr:`UnitGroup.squeeze_excited`).
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ class UnitGroup:
         foldable: whether coreset weights can be folded into the consumers (all readers are
             plain ``Conv``/``Linear`` and the units are not coupled through identity paths).
         note: why the group is not foldable, if it is not.
+        squeeze_excited: the units are gated by a squeeze-and-excitation layer (a gate that is
+            not a gated MLP's, module docstring): not foldable as one, each consumer takes its
+            own fold where moments of what it reads are measured.
     """
 
     name: str
@@ -91,6 +97,7 @@ class UnitGroup:
     carriers: list[str] = field(default_factory=list)
     gates: list[str] = field(default_factory=list)
     channel_groups: int = 1
+    squeeze_excited: bool = False
 
     @property
     def coupled(self) -> bool:
@@ -502,6 +509,7 @@ def _find_unit_groups(graph: tp.DependencyGraph, prune_coupled: bool,
         elif gates and not is_gated_mlp(graph, root, [names_to[n] for n in g.gates]):
             g.foldable, g.note = False, ("the units are gated (squeeze-and-excitation): another "
                                          "layer's outputs multiply them")
+            g.squeeze_excited = True
         elif carriers and (len(carriers) > 1 or any(
                 _path_activation(graph, _batchnorm_after(graph, carriers[0]) or carriers[0], m)
                 is None for m in consumers)):

@@ -32,7 +32,7 @@ from ..errors import (
     UnsupportedModelError,
     describe,
 )
-from ..importance import CoresetImportance, ImportanceMethod, Selection, get_method
+from ..importance import CoresetImportance, ImportanceMethod, Selection, UnitSet, get_method
 from ..metrics import count_flops, count_params
 from ..reconstruction import MOMENT_METHODS, Gaussian, drop_fold, greedy_selection, output_gram
 from ..validation import check_device
@@ -608,6 +608,10 @@ class Pruner:
                     if (g.coupled and not g.carriers and g.channel_groups == 1
                             and self.compensation.needs_moments):
                         per_consumer = propagator.consumer_moments(g_live)
+                    elif (excited := _excited_moments(propagator, g_live, units)) is not None:
+                        moments, why, measured = excited
+                        if self.compensation.needs_moments:
+                            per_consumer = measured
                     units = units.replace(moments=moments, prior_preactivation=pre,
                                           consumer_moments=per_consumer)
                 rng = np.random.default_rng([self.seed, gi])
@@ -650,6 +654,9 @@ class Pruner:
         curves = []
         for gi, g in enumerate(groups):
             h, _ = _group_moments(model_of, _same_group(g, named), gi)
+            if h is None and (excited := _excited_moments(
+                    model_of, _same_group(g, named), unit_set(graph, g))) is not None:
+                h = excited[0]
             if h is None:
                 curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
                 continue
@@ -842,6 +849,29 @@ def _group_moments(model_of, g: UnitGroup, gi: int) -> tuple[Gaussian | None, st
         return None, (f"units are slots of {g.channel_groups} channels (a grouped convolution); "
                       "the moment model is per channel")
     return model_of.unit_moments(g, gi)
+
+
+def _excited_moments(model_of, g: UnitGroup, units: UnitSet
+                     ) -> tuple[Gaussian, str, dict[str, Gaussian]] | None:
+    """For a squeeze-and-excitation group whose consumers ``model_of`` measures (moments on
+    synthetic inputs): ``(moments to select on, note, moments per consumer)``, else None.
+
+    The moments to select on are those of the consumer whose output the units move most, the
+    largest ``tr(V_c^T Cov_c V_c)`` (``V_c``: the units' outgoing weights in consumer c, the
+    output error of dropping every unit): the projection, which reads the gated units, rather
+    than the squeeze layer, which reads their averages."""
+    if not g.squeeze_excited or g.channel_groups > 1:
+        return None
+    measured = model_of.consumer_moments(g)
+    if not measured:
+        return None
+
+    def energy(name: str) -> float:
+        v = units.outgoing[:, units.consumer_columns[name]]
+        return float(np.sum(measured[name].cov * (v @ v.T)))
+
+    return (measured[max(measured, key=energy)], "squeeze-and-excitation: moments measured on "
+            "the synthetic inputs where each consumer reads the units", measured)
 
 
 def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:
