@@ -4,10 +4,11 @@ as the average of ``h``: each consumer takes its own least-squares fold from mom
 on the synthetic inputs where it reads (``"per consumer"``, what coreprune does), against the
 projection alone folded (the squeeze layer's input dropped), and against the rule before it (no
 moments for these groups: the default coreset selects, the removed units are dropped). Greedy
-+ reconstruct (the default) and L1 + reconstruct, 30 / 50 / 70% of parameters removed, before
-fine-tuning, the whole test set, on the EfficientNet-B0 of tv_efficientnet_b0_fmnist32_cpu.yaml.
++ reconstruct (the default), L1 + reconstruct and greedy with ``allocation="error"``, 30 / 50 /
+70% of parameters removed, before fine-tuning, the whole test set, on the EfficientNet-B0 of
+tv_efficientnet_b0_fmnist32_cpu.yaml.
 
-    python benchmarks/studies/squeeze_excitation.py   # ~30 minutes on 2 CPU cores (plus
+    python benchmarks/studies/squeeze_excitation.py   # ~15 minutes on 2 CPU cores (plus
                                                      # 20 to train the model if not cached)
 
 Writes ``benchmarks/results/studies/squeeze_excitation.{json,log}``.
@@ -30,7 +31,9 @@ from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
 LEVELS = (0.3, 0.5, 0.7)
-METHODS = (("greedy (default)", "greedy", None), ("l1 + reconstruct", "l1", "reconstruct"))
+METHODS = (("greedy (default)", "greedy", {}),
+           ("l1 + reconstruct", "l1", {"compensate": "reconstruct"}),
+           ("greedy, allocation='error'", "greedy", {"allocation": "error"}))
 _EXCITED = pruner_module._excited_moments
 
 
@@ -60,11 +63,11 @@ def main() -> int:
                   "| method | squeeze-and-excitation units | 30% | 50% | 70% | seconds |",
                   "|---|---|---|---|---|---|"]
         result[f"{cfg.name}-s{seed}"] = {"unpruned": base, "rows": {}}
-        for label, method, compensate in METHODS:
+        for label, method, options in METHODS:
             for rule, fn in RULES:
                 t0 = time.perf_counter()
                 with mock.patch.object(pruner_module, "_excited_moments", fn):
-                    accs = [evaluate(Pruner(method, params_removed=level, compensate=compensate)
+                    accs = [evaluate(Pruner(method, params_removed=level, **options)
                                      .fit_transform(model, te.x[:2]), te) for level in LEVELS]
                 result[f"{cfg.name}-s{seed}"]["rows"][f"{label} | {rule}"] = accs
                 lines.append(f"| {label} | {rule} | " + " | ".join(f"{a:.2f}" for a in accs)
