@@ -6,10 +6,11 @@ projection alone folded (the squeeze layer's input dropped), and against the rul
 moments for these groups: the default coreset selects, the removed units are dropped). Greedy
 + reconstruct (the default), L1 + reconstruct and greedy with ``allocation="error"``, 30 / 50 /
 70% of parameters removed, before fine-tuning, the whole test set, on the EfficientNet-B0 of
-tv_efficientnet_b0_fmnist32_cpu.yaml.
+tv_efficientnet_b0_fmnist32_cpu.yaml and the MobileNet-V3-Small of
+tv_mobilenet_v3_small_fmnist32_cpu.yaml (hard-sigmoid gates).
 
-    python benchmarks/studies/squeeze_excitation.py   # ~15 minutes on 2 CPU cores (plus
-                                                     # 20 to train the model if not cached)
+    python benchmarks/studies/squeeze_excitation.py   # ~20 minutes on 2 CPU cores (plus
+                                                     # 35 to train the models if not cached)
 
 Writes ``benchmarks/results/studies/squeeze_excitation.{json,log}``.
 """
@@ -30,6 +31,7 @@ from coreprune.metrics import count_params
 from coreprune.pruning import Pruner
 from coreprune.train import evaluate
 
+CONFIGS = ("tv_efficientnet_b0_fmnist32_cpu", "tv_mobilenet_v3_small_fmnist32_cpu")
 LEVELS = (0.3, 0.5, 0.7)
 METHODS = (("greedy (default)", "greedy", {}),
            ("l1 + reconstruct", "l1", {"compensate": "reconstruct"}),
@@ -55,13 +57,14 @@ def main() -> int:
     torch.set_num_threads(2)
     result: dict = {}
     lines: list[str] = []
-    for cfg, seed, model, te in config_models("tv_efficientnet_b0_fmnist32_cpu"):
+    for cfg, seed, model, te in (run for name in CONFIGS for run in config_models(name)):
         model.eval()
         base = evaluate(model, te)
-        lines += [f"# {cfg.name} (training seed {seed}): {base:.2f} on {len(te)} test images, "
-                  f"{count_params(model)} parameters; before fine-tuning", "",
-                  "| method | squeeze-and-excitation units | 30% | 50% | 70% | seconds |",
-                  "|---|---|---|---|---|---|"]
+        lines += [""] * bool(lines) + [
+            f"# {cfg.name} (training seed {seed}): {base:.2f} on {len(te)} test images, "
+            f"{count_params(model)} parameters; before fine-tuning", "",
+            "| method | squeeze-and-excitation units | 30% | 50% | 70% | seconds |",
+            "|---|---|---|---|---|---|"]
         result[f"{cfg.name}-s{seed}"] = {"unpruned": base, "rows": {}}
         for label, method, options in METHODS:
             for rule, fn in RULES:
