@@ -858,8 +858,8 @@ def _excited_moments(model_of, g: UnitGroup, units: UnitSet
 
     The moments to select on are those of the consumer whose output the units move most, the
     largest ``tr(V_c^T Cov_c V_c)`` (``V_c``: the units' outgoing weights in consumer c, the
-    output error of dropping every unit): the projection, which reads the gated units, rather
-    than the squeeze layer, which reads their averages."""
+    output error of dropping every unit), typically the projection, which reads the gated units,
+    rather than the squeeze layer, which reads only their averages."""
     if not g.squeeze_excited or g.channel_groups > 1:
         return None
     measured = model_of.consumer_moments(g)
