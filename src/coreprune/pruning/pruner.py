@@ -653,14 +653,14 @@ class Pruner:
         model_of = self._moment_model(work, x, g_work)
         curves = []
         for gi, g in enumerate(groups):
-            h, _ = _group_moments(model_of, _same_group(g, named), gi)
-            if h is None and (excited := _excited_moments(
-                    model_of, _same_group(g, named), unit_set(graph, g))) is not None:
+            g_work, units = _same_group(g, named), unit_set(graph, g)
+            h, _ = _group_moments(model_of, g_work, gi)
+            if h is None and (excited := _excited_moments(model_of, g_work, units)) is not None:
                 h = excited[0]
             if h is None:
                 curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
                 continue
-            res = greedy_selection(g.n_units, output_gram(unit_set(graph, g).outgoing), h.cov)
+            res = greedy_selection(g.n_units, output_gram(units.outgoing), h.cov)
             total = res.errors[0]
             curves.append(res.errors / total if total > 0 else np.zeros(g.n_units + 1))
         return curves
