@@ -1,14 +1,17 @@
-"""Where the studies write (``benchmarks/results/studies/NAME.{json,log}``) and the table of
-accuracies after pruning one model with several settings that two of them print."""
+"""Where the studies write (``benchmarks/results/studies/NAME.{json,log}``), the table of
+accuracies after pruning one model with several settings that two of them print, and the
+tables of a library rule replaced by its alternatives that two others print."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 from torch import nn
@@ -105,3 +108,39 @@ def trained_model_and_table(model: Any, dataset: str, title: str, columns: list[
              "| setting | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     print("\n".join(lines), flush=True)
     return model, te, lines, base
+
+
+def patched_rule_tables(study: str, configs: tuple[str, ...], header: str,
+                        settings: tuple[tuple[str, Callable[[float], Any], dict[str, Any]], ...],
+                        levels: tuple[float, ...]) -> None:
+    """One table per trained model of each config (the whole test set): for each setting
+    ``(label, pruner(level) -> Pruner, {name: replacement})``, the model pruned by that pruner
+    at each level with those names of :mod:`coreprune.pruning.pruner` replaced (the rule under
+    study; ``{}``: none), accuracy before fine-tuning and seconds; ``header`` names the
+    label's columns. Written to ``STUDY.{json,log}`` after every row."""
+    import coreprune.pruning.pruner as pruner_module
+
+    warnings.simplefilter("ignore", CorepruneWarning)
+    torch.set_num_threads(2)
+    result: dict = {}
+    lines: list[str] = []
+    for cfg, seed, model, te in (run for name in configs for run in config_models(name)):
+        model.eval()
+        base = evaluate(model, te)
+        lines += [""] * bool(lines) + [
+            f"# {cfg.name} (training seed {seed}): {base:.2f} on {len(te)} test images, "
+            f"{count_params(model)} parameters; before fine-tuning", "",
+            f"| {header} | " + " | ".join(f"{100 * r:.0f}%" for r in levels) + " | seconds |",
+            "|---" * (header.count("|") + len(levels) + 2) + "|"]
+        result[f"{cfg.name}-s{seed}"] = {"unpruned": base, "rows": {}}
+        for label, pruner, patches in settings:
+            t0 = time.perf_counter()
+            with (mock.patch.multiple(pruner_module, **patches) if patches
+                  else contextlib.nullcontext()):
+                accs = [evaluate(pruner(level).fit_transform(model, te.x[:2]), te)
+                        for level in levels]
+            result[f"{cfg.name}-s{seed}"]["rows"][label] = accs
+            lines.append(f"| {label} | " + " | ".join(f"{a:.2f}" for a in accs)
+                         + f" | {time.perf_counter() - t0:.0f} |")
+            print(lines[-1], flush=True)
+            write_study(study, lines, result)

@@ -18,25 +18,18 @@ Writes ``benchmarks/results/studies/squeeze_excitation.{json,log}``.
 from __future__ import annotations
 
 import sys
-import time
-import warnings
-from unittest import mock
 
-import torch
-from _outputs import config_models, write_study
+from _outputs import patched_rule_tables
 
 import coreprune.pruning.pruner as pruner_module
-from coreprune.errors import CorepruneWarning
-from coreprune.metrics import count_params
 from coreprune.pruning import Pruner
-from coreprune.train import evaluate
 
 CONFIGS = ("tv_efficientnet_b0_fmnist32_cpu", "tv_mobilenet_v3_small_fmnist32_cpu")
 LEVELS = (0.3, 0.5, 0.7)
 METHODS = (("greedy (default)", "greedy", {}),
            ("l1 + reconstruct", "l1", {"compensate": "reconstruct"}),
            ("greedy, allocation='error'", "greedy", {"allocation": "error"}))
-_EXCITED = pruner_module._excited_moments
+_EXCITED = pruner_module._moments_where_read
 
 
 def _projection_only(model_of, g, units):
@@ -53,30 +46,13 @@ RULES = (("per consumer", _EXCITED), ("projection only", _projection_only),
 
 
 def main() -> int:
-    warnings.simplefilter("ignore", CorepruneWarning)
-    torch.set_num_threads(2)
-    result: dict = {}
-    lines: list[str] = []
-    for cfg, seed, model, te in (run for name in CONFIGS for run in config_models(name)):
-        model.eval()
-        base = evaluate(model, te)
-        lines += [""] * bool(lines) + [
-            f"# {cfg.name} (training seed {seed}): {base:.2f} on {len(te)} test images, "
-            f"{count_params(model)} parameters; before fine-tuning", "",
-            "| method | squeeze-and-excitation units | 30% | 50% | 70% | seconds |",
-            "|---|---|---|---|---|---|"]
-        result[f"{cfg.name}-s{seed}"] = {"unpruned": base, "rows": {}}
-        for label, method, options in METHODS:
-            for rule, fn in RULES:
-                t0 = time.perf_counter()
-                with mock.patch.object(pruner_module, "_excited_moments", fn):
-                    accs = [evaluate(Pruner(method, params_removed=level, **options)
-                                     .fit_transform(model, te.x[:2]), te) for level in LEVELS]
-                result[f"{cfg.name}-s{seed}"]["rows"][f"{label} | {rule}"] = accs
-                lines.append(f"| {label} | {rule} | " + " | ".join(f"{a:.2f}" for a in accs)
-                             + f" | {time.perf_counter() - t0:.0f} |")
-                print(lines[-1], flush=True)
-                write_study("squeeze_excitation", lines, result)
+    settings = tuple((f"{label} | {rule}",
+                      lambda level, method=method, options=options: Pruner(
+                          method, params_removed=level, **options),
+                      {"_moments_where_read": fn})
+                     for label, method, options in METHODS for rule, fn in RULES)
+    patched_rule_tables("squeeze_excitation", CONFIGS, "method | squeeze-and-excitation units",
+                        settings, LEVELS)
     return 0
 
 

@@ -296,6 +296,14 @@ def test_coupled_residual_channels_are_reconstructed_per_consumer():
     torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
     drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
     assert (drop(x) - model(x)).abs().max() > 1e-2
+    # greedy has no moments to select on here (benchmarks/studies/coupled_selection.py): the
+    # coreset selects, the folds are per consumer
+    greedy = Pruner("greedy", **options)
+    greedy.fit_transform(model, x[:2])
+    info = greedy.report_.layers[0].info
+    assert info["fallback"] == "coreset (no moment model)"
+    assert info["moment_model"].startswith("channels coupled")
+    assert info["compensation"] == "reconstruct (per consumer)"
 
 
 class _ExcitedNet(torch.nn.Module):

@@ -605,11 +605,8 @@ class Pruner:
                     moments, why = _group_moments(propagator, g_live, gi)
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
-                    if (g.coupled and not g.carriers and g.channel_groups == 1
-                            and self.compensation.needs_moments):
-                        per_consumer = propagator.consumer_moments(g_live)
-                    elif (excited := _excited_moments(propagator, g_live, units)) is not None:
-                        moments, why, measured = excited
+                    if (read := _moments_where_read(propagator, g_live, units)) is not None:
+                        moments, why, measured = read
                         if self.compensation.needs_moments:
                             per_consumer = measured
                     units = units.replace(moments=moments, prior_preactivation=pre,
@@ -655,8 +652,8 @@ class Pruner:
         for gi, g in enumerate(groups):
             g_work, units = _same_group(g, named), unit_set(graph, g)
             h, _ = _group_moments(model_of, g_work, gi)
-            if h is None and (excited := _excited_moments(model_of, g_work, units)) is not None:
-                h = excited[0]
+            if h is None and (read := _moments_where_read(model_of, g_work, units)) is not None:
+                h = read[0]
             if h is None:
                 curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
                 continue
@@ -851,27 +848,41 @@ def _group_moments(model_of, g: UnitGroup, gi: int) -> tuple[Gaussian | None, st
     return model_of.unit_moments(g, gi)
 
 
-def _excited_moments(model_of, g: UnitGroup, units: UnitSet
-                     ) -> tuple[Gaussian, str, dict[str, Gaussian]] | None:
-    """For a squeeze-and-excitation group whose consumers ``model_of`` measures (moments on
-    synthetic inputs): ``(moments to select on, note, moments per consumer)``, else None.
+def _moments_where_read(model_of, g: UnitGroup, units: UnitSet
+                        ) -> tuple[Gaussian | None, str, dict[str, Gaussian]] | None:
+    """For a group whose consumers read its units in different states, and whose consumers
+    ``model_of`` measures (moments on synthetic inputs): ``(moments to select on, note, moments
+    per consumer)``, else None. Two kinds of groups qualify:
 
-    The moments to select on are those of the consumer whose output the units move most, the
-    largest ``tr(V_c^T Cov_c V_c)`` (``V_c``: the units' outgoing weights in consumer c, the
-    output error of dropping every unit), typically the projection, which reads the gated units,
-    rather than the squeeze layer, which reads only their averages."""
-    if not g.squeeze_excited or g.channel_groups > 1:
+    - squeeze-and-excitation expansions: the projection reads the gated units, the gate's
+      squeeze layer only their averages; they are selected on the moments of the widest reader
+      (:func:`_widest_reader`), typically the projection;
+    - channels coupled through residual additions (``prune_coupled=True``), not carried through
+      depthwise convolutions: every layer that reads the residual stream reads another sum.
+      They get no moments to select on (None: greedy falls back to the coreset); selecting on
+      the widest reader's was better on EfficientNet-B0 and worse on ResNet-20 and
+      MobileNet-V3-Small (``benchmarks/studies/coupled_selection.py``)."""
+    if g.channel_groups > 1 or not (g.squeeze_excited or (g.coupled and not g.carriers)):
         return None
     measured = model_of.consumer_moments(g)
     if not measured:
         return None
+    if not g.squeeze_excited:
+        return None, ("channels coupled through residual additions: moments measured on the "
+                      "synthetic inputs where each consumer reads the units"), measured
+    return (_widest_reader(measured, units), "squeeze-and-excitation: moments measured on the "
+            "synthetic inputs where each consumer reads the units", measured)
 
+
+def _widest_reader(measured: dict[str, Gaussian], units: UnitSet) -> Gaussian:
+    """The moments (of ``measured``, per consumer) of the consumer whose output the units move
+    most: the largest ``tr(V_c^T Cov_c V_c)`` (``V_c``: the units' outgoing weights in
+    consumer c, the output error of dropping every unit)."""
     def energy(name: str) -> float:
         v = units.outgoing[:, units.consumer_columns[name]]
         return float(np.sum(measured[name].cov * (v @ v.T)))
 
-    return (measured[max(measured, key=energy)], "squeeze-and-excitation: moments measured on "
-            "the synthetic inputs where each consumer reads the units", measured)
+    return measured[max(measured, key=energy)]
 
 
 def _same_group(g: UnitGroup, named: dict[str, nn.Module]) -> UnitGroup:
