@@ -32,10 +32,10 @@ LEVELS = (0.3, 0.5, 0.7)
 _READ = pruner_module._moments_where_read
 
 
-def _widest_reader(model_of, g, units):
+def _widest_reader(model_of, g, units, fold_per_consumer):
     """The alternative: coupled channels selected on the moments of the consumer they move
     most, as squeeze-and-excitation units are."""
-    out = _READ(model_of, g, units)
+    out = _READ(model_of, g, units, fold_per_consumer)
     if out is None or out[0] is not None:
         return out
     return pruner_module._widest_reader(out[2], units), out[1], out[2]

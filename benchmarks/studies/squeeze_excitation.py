@@ -32,9 +32,9 @@ METHODS = (("greedy (default)", "greedy", {}),
 _EXCITED = pruner_module._moments_where_read
 
 
-def _projection_only(model_of, g, units):
+def _projection_only(model_of, g, units, fold_per_consumer):
     """The moments of the consumer selected on alone: the squeeze layer gets no fold."""
-    out = _EXCITED(model_of, g, units)
+    out = _EXCITED(model_of, g, units, fold_per_consumer)
     if out is None:
         return None
     main, note, measured = out

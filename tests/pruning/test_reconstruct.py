@@ -279,23 +279,32 @@ class _ResidualNet(torch.nn.Module):
         return self.fc(s.mean((2, 3)))
 
 
+def _copy_reconstructed_per_consumer(model, x, options, drop_gap):
+    """``model`` pruned (``KeepFirst``, ``reconstruct``, ``options``) where the removed unit
+    copies a kept one in every state its consumers read: asserts the fold per consumer, its
+    predicted error 0, outputs unchanged, and dropping the unit instead moving them by more than
+    ``drop_gap``; returns ``(pruned model, the first layer's report info)``."""
+    p = Pruner(KeepFirst(), compensate="reconstruct", **options)
+    out = p.fit_transform(model, x[:2])
+    info = p.report_.layers[0].info
+    assert info["compensation"] == "reconstruct (per consumer)"
+    assert info["predicted_error"] < 1e-7 < info["predicted_error_drop"]
+    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
+    drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
+    assert (drop(x) - model(x)).abs().max() > drop_gap
+    return out, info
+
+
 def test_coupled_residual_channels_are_reconstructed_per_consumer():
     torch.manual_seed(0)
     model = _ResidualNet().eval()
     x = torch.randn(16, 1, 10, 10)
     options = {"prune_coupled": True, "layer_ratios": {"stem": 0.75},
                "moment_model": "synthetic", "synthetic_inputs": 8, "synthetic_steps": 2}
-    p = Pruner(KeepFirst(), compensate="reconstruct", **options)
-    out = p.fit_transform(model, x[:2])
+    # the removed channel is a copy of a kept one in every state its consumers read: exact
+    out, _ = _copy_reconstructed_per_consumer(model, x, options, drop_gap=1e-2)
     assert out.stem.out_channels == out.c2.out_channels == out.c1.in_channels == 3
     assert out.fc.in_features == 3
-    info = p.report_.layers[0].info
-    assert info["compensation"] == "reconstruct (per consumer)"
-    assert info["predicted_error"] < 1e-7 < info["predicted_error_drop"]
-    # the removed channel is a copy of a kept one in every state its consumers read: exact
-    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
-    drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
-    assert (drop(x) - model(x)).abs().max() > 1e-2
     # greedy has no moments to select on here (benchmarks/studies/coupled_selection.py): the
     # coreset selects, the folds are per consumer
     greedy = Pruner("greedy", **options)
@@ -340,17 +349,10 @@ def test_squeeze_excited_units_are_reconstructed_per_consumer():
     x = torch.randn(16, 3, 10, 10)
     options = {"layer_ratios": {"c1": 5 / 6}, "moment_model": "synthetic",
                "synthetic_inputs": 8, "synthetic_steps": 2}
-    p = Pruner(KeepFirst(), compensate="reconstruct", **options)
-    out = p.fit_transform(model, x[:2])
+    out, info = _copy_reconstructed_per_consumer(model, x, options, drop_gap=1e-3)
     assert out.c1.out_channels == out.dw.out_channels == out.fc2.out_channels == 5
     assert out.fc1.in_channels == out.c2.in_channels == 5
-    info = p.report_.layers[0].info
-    assert info["compensation"] == "reconstruct (per consumer)"
     assert info["moment_model"].startswith("squeeze-and-excitation")
-    assert info["predicted_error"] < 1e-7 < info["predicted_error_drop"]
-    torch.testing.assert_close(out(x), model(x), rtol=1e-4, atol=1e-5)
-    drop = Pruner(KeepFirst(), compensate="none", **options).fit_transform(model, x[:2])
-    assert (drop(x) - model(x)).abs().max() > 1e-3
     greedy = Pruner("greedy", **options)
     greedy.fit_transform(model, x[:2])
     assert set(greedy.report_.layers[0].indices) in ({0, 1, 2, 3, 4}, {1, 2, 3, 4, 5})

@@ -605,7 +605,8 @@ class Pruner:
                     moments, why = _group_moments(propagator, g_live, gi)
                     pre = (propagator.prior_preactivation(g_live) if moments is not None
                            else None)
-                    if (read := _moments_where_read(propagator, g_live, units)) is not None:
+                    if (read := _moments_where_read(propagator, g_live, units,
+                                                    self.compensation.needs_moments)) is not None:
                         moments, why, measured = read
                         if self.compensation.needs_moments:
                             per_consumer = measured
@@ -652,7 +653,7 @@ class Pruner:
         for gi, g in enumerate(groups):
             g_work, units = _same_group(g, named), unit_set(graph, g)
             h, _ = _group_moments(model_of, g_work, gi)
-            if h is None and (read := _moments_where_read(model_of, g_work, units)) is not None:
+            if h is None and (read := _moments_where_read(model_of, g_work, units, False)):
                 h = read[0]
             if h is None:
                 curves.append(1.0 - np.arange(g.n_units + 1) / g.n_units)
@@ -848,7 +849,7 @@ def _group_moments(model_of, g: UnitGroup, gi: int) -> tuple[Gaussian | None, st
     return model_of.unit_moments(g, gi)
 
 
-def _moments_where_read(model_of, g: UnitGroup, units: UnitSet
+def _moments_where_read(model_of, g: UnitGroup, units: UnitSet, fold_per_consumer: bool
                         ) -> tuple[Gaussian | None, str, dict[str, Gaussian]] | None:
     """For a group whose consumers read its units in different states, and whose consumers
     ``model_of`` measures (moments on synthetic inputs): ``(moments to select on, note, moments
@@ -858,20 +859,23 @@ def _moments_where_read(model_of, g: UnitGroup, units: UnitSet
       squeeze layer only their averages; they are selected on the moments of the widest reader
       (:func:`_widest_reader`), typically the projection;
     - channels coupled through residual additions (``prune_coupled=True``), not carried through
-      depthwise convolutions: every layer that reads the residual stream reads another sum.
-      They get no moments to select on (None: greedy falls back to the coreset); selecting on
-      the widest reader's was better on EfficientNet-B0 and worse on ResNet-20 and
-      MobileNet-V3-Small (``benchmarks/studies/coupled_selection.py``)."""
-    if g.channel_groups > 1 or not (g.squeeze_excited or (g.coupled and not g.carriers)):
+      depthwise convolutions, when the caller folds per consumer (``fold_per_consumer``; their
+      moments serve nothing else, so they are not measured otherwise): every layer that reads
+      the residual stream reads another sum. They get no moments to select on (None: greedy
+      falls back to the coreset); selecting on the widest reader's was better on
+      EfficientNet-B0 and worse on ResNet-20 and MobileNet-V3-Small
+      (``benchmarks/studies/coupled_selection.py``)."""
+    excited = g.squeeze_excited
+    if g.channel_groups > 1 or not (excited or (fold_per_consumer and g.coupled
+                                                and not g.carriers)):
         return None
     measured = model_of.consumer_moments(g)
     if not measured:
         return None
-    if not g.squeeze_excited:
-        return None, ("channels coupled through residual additions: moments measured on the "
-                      "synthetic inputs where each consumer reads the units"), measured
-    return (_widest_reader(measured, units), "squeeze-and-excitation: moments measured on the "
-            "synthetic inputs where each consumer reads the units", measured)
+    kind = "squeeze-and-excitation" if excited else "channels coupled through residual additions"
+    return (_widest_reader(measured, units) if excited else None,
+            f"{kind}: moments measured on the synthetic inputs where each consumer reads the "
+            "units", measured)
 
 
 def _widest_reader(measured: dict[str, Gaussian], units: UnitSet) -> Gaussian:
