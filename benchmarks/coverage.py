@@ -16,12 +16,18 @@ For each model, in a fresh subprocess with a time limit:
 * Torch-Pruning alone: its ``MetaPruner`` with L2 magnitude at the channel ratio
   ``1 - sqrt(1 - target)`` on every layer but the classifier: does it prune, and how much.
 
+With ``--units heads`` the units are attention heads (``Pruner(units="heads")``, default head
+method ``output-moment``): ``--target`` is then the fraction of heads removed in every attention
+layer (``keep_ratio = 1 - target``), and the Torch-Pruning columns are not run (its head pruning
+needs each model's attention modules and head counts named by hand).
+
 Each subprocess runs under an address-space limit (``--memory-gb``, default 12): a model that
 needs more is recorded as failed (out of memory) instead of taking the machine down.
 
     python benchmarks/coverage.py                      # every torchvision model, timm, HF
     python benchmarks/coverage.py --models resnet18 regnet_y_400mf --method greedy
     python benchmarks/coverage.py --max-params 30      # skip models over 30 M parameters
+    python benchmarks/coverage.py --units heads --models tv:vit_b_16 timm:deit_tiny_patch16_224
 
 Writes ``benchmarks/results/coverage.{json,md}`` (``--out`` to change) after every model, the
 table ending with one line on speed (how many models are within 3x of Torch-Pruning);
@@ -119,9 +125,11 @@ def _output_ok(model, x, shape) -> bool:
     return tuple(y.shape) == shape and bool(torch.isfinite(y).all())
 
 
-def run_one(spec: str, tool: str, method: str, target: float, threads: int) -> dict:
+def run_one(spec: str, tool: str, method: str, target: float, threads: int,
+            units: str = "neurons") -> dict:
     """One model through one tool (``coreprune`` with Torch-Pruning on its widths, or
-    ``tp-alone``), in this process."""
+    ``tp-alone``), in this process; with ``units="heads"`` coreprune alone, removing a
+    ``target`` fraction of every attention layer's heads."""
     import warnings
 
     import torch
@@ -155,7 +163,8 @@ def run_one(spec: str, tool: str, method: str, target: float, threads: int) -> d
 
     def ours() -> tuple[float, Pruner, torch.nn.Module]:
         t0 = time.perf_counter()
-        pruner = Pruner(method, params_removed=target, seed=0)
+        pruner = (Pruner(method, params_removed=target, seed=0) if units == "neurons" else
+                  Pruner(method, units="heads", keep_ratio=1 - target, seed=0))
         small = pruner.fit_transform(model, x)
         return time.perf_counter() - t0, pruner, small
 
@@ -180,6 +189,8 @@ def run_one(spec: str, tool: str, method: str, target: float, threads: int) -> d
                 "min_kept_fraction": min(pruned, default=1.0),
                 "unpruned_share": rep.unpruned_share, "runs": 1})
     print(json.dumps(out), flush=True)  # what the parent keeps if the peer times out
+    if units == "heads":
+        return out
     try:
         peer_seconds = peer()
     except Exception as exc:
@@ -197,14 +208,15 @@ def target_of(spec: str, args) -> float:
     """The parameter target of ``spec``: ``--hf-target`` for Hugging Face models (only their
     FFNs are pruned: embeddings, attention and the residual stream hold most of a small
     config's parameters), ``--target`` for the rest."""
-    return args.hf_target if spec.startswith("hf:") else args.target
+    return args.hf_target if spec.startswith("hf:") and args.units == "neurons" else args.target
 
 
 def _subprocess(spec: str, tool: str, args) -> dict:
     import resource
 
     cmd = [sys.executable, __file__, "--child", spec, tool, "--method", args.method,
-           "--target", str(target_of(spec, args)), "--threads", str(args.threads)]
+           "--target", str(target_of(spec, args)), "--threads", str(args.threads),
+           "--units", args.units]
     limit = int(args.memory_gb * 2**30)
 
     def cap() -> None:  # address space: a model that needs more fails alone, not the machine
@@ -287,7 +299,9 @@ def speed_summary(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", help="tv:NAME, timm:NAME or hf:NAME (bare: tv)")
-    ap.add_argument("--method", default="l1")
+    ap.add_argument("--method", default=None,
+                    help="coreprune's method (default: l1; with --units heads, output-moment)")
+    ap.add_argument("--units", choices=("neurons", "heads"), default="neurons")
     ap.add_argument("--target", type=float, default=0.5, help="fraction of params removed")
     ap.add_argument("--hf-target", type=float, default=0.15,
                     help="fraction of params removed from Hugging Face models")
@@ -301,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.method = args.method or ("l1" if args.units == "neurons" else "output-moment")
     if args.child:
-        print(json.dumps(run_one(*args.child, args.method, args.target, args.threads)))
+        print(json.dumps(run_one(*args.child, args.method, args.target, args.threads,
+                                 args.units)))
         return 0
     from coreprune import io
 
@@ -316,24 +332,36 @@ def main(argv: list[str] | None = None) -> int:
     header = ["model", "M params", "coreprune", "params removed", "output ok",
               "min kept fraction", "groups pruned", "seconds", "x TP (same widths)",
               "peak MB", "Torch-Pruning alone"]
-    head = [f"# Coverage: `{args.method}`, {args.target:.0%} of parameters removed", "",
-            f"Command: `python benchmarks/coverage.py {' '.join(argv or sys.argv[1:])}`. "
-            f"Random weights; image inputs {IMAGE}x{IMAGE} unless the model needs more; "
-            f"{args.threads} threads. Hugging Face models (`hf:`): {args.hf_target:.0%} of "
-            "parameters removed, by both tools (coreprune prunes their FFN neurons only; "
-            "embeddings, attention and the residual stream hold most of these small configs' "
-            "parameters).", "", "| " + " | ".join(header) + " |",
-            "|---" * len(header) + "|"]
+    command = (f"Command: `python benchmarks/coverage.py {' '.join(argv or sys.argv[1:])}`. "
+               f"Random weights; image inputs {IMAGE}x{IMAGE} unless the model needs more; "
+               f"{args.threads} threads.")
+    if args.units == "heads":
+        head = [f"# Coverage: attention heads (`{args.method}`), {args.target:.0%} of every "
+                "attention layer's heads removed", "", command + " Only attention heads are "
+                "units (FFN, embeddings and the residual stream stay whole), so the parameters "
+                "removed are the attention's share; a model whose attention coreprune cannot cut "
+                "fails in one line.", ""]
+    else:
+        head = [f"# Coverage: `{args.method}`, {args.target:.0%} of parameters removed", "",
+                command + f" Hugging Face models (`hf:`): {args.hf_target:.0%} of parameters "
+                "removed, by both tools (coreprune prunes their FFN neurons only; embeddings, "
+                "attention and the residual stream hold most of these small configs' "
+                "parameters).", ""]
+    head += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     todo = specs(args)
+    speed = ""
 
     def write() -> list[dict]:
+        nonlocal speed
         rows = [done[s] for s in todo if s in done] + [r for s, r in done.items()
                                                        if s not in todo]
+        speed = (speed_summary(rows) if args.units == "neurons" else
+                 "Speed: not compared (Torch-Pruning not run on heads).")
         io.write_json(out.with_suffix(".json"), {"args": {k: v for k, v in vars(args).items()
                                                           if k != "child"}, "rows": rows},
                       overwrite=True)
         io.atomic_write_bytes(out.with_suffix(".md"), ("\n".join(
-            head + [_fmt(r) for r in rows] + ["", speed_summary(rows)]) + "\n").encode(), True)
+            head + [_fmt(r) for r in rows] + ["", speed]) + "\n").encode(), True)
         return rows
 
     for spec in todo:
@@ -346,11 +374,12 @@ def main(argv: list[str] | None = None) -> int:
                        tp_alone={"status": "skipped"})
         else:
             row["coreprune"] = _subprocess(spec, "coreprune", args)
-            row["tp_alone"] = _subprocess(spec, "tp-alone", args)
+            row["tp_alone"] = (_subprocess(spec, "tp-alone", args) if args.units == "neurons"
+                               else {"status": "not run (heads)"})
         done[spec] = row
         print(_fmt(row), flush=True)
         write()
-    print(speed_summary(write()))  # also rewrites the table of a finished run (--resume)
+    print(write() and speed)  # also rewrites the table of a finished run (--resume)
     return 0
 
 

@@ -217,10 +217,8 @@ def test_committed_results_pages_match_their_records():
         assert results_markdown(sections, command, title) == text, page
 
 
-def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
-    """The coverage harness (benchmarks/coverage.py) on a small subset, as CI runs it: a model
-    coreprune prunes (output checked, counts true, Torch-Pruning timed beside it) and one it
-    cannot (a one-line error of its own, never a raw exception)."""
+def _coverage_module():
+    """benchmarks/coverage.py as a module."""
     import importlib.util
     from pathlib import Path
 
@@ -228,6 +226,14 @@ def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
     spec = importlib.util.spec_from_file_location("coverage_bench", path)
     coverage = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(coverage)
+    return coverage
+
+
+def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
+    """The coverage harness (benchmarks/coverage.py) on a small subset, as CI runs it: models
+    coreprune prunes (output checked, counts true, Torch-Pruning timed beside it), one of them
+    one that Torch-Pruning alone fails on."""
+    coverage = _coverage_module()
     out = tmp_path / "cov"
     assert coverage.main(["--models", "tv:regnet_x_400mf", "hf:gpt2", "tv:shufflenet_v2_x0_5",
                           "--threads", "1", "--timeout", "300", "--out", str(out)]) == 0
@@ -240,6 +246,24 @@ def test_coverage_benchmark_records_pruned_models_and_one_line_errors(tmp_path):
     gpt2 = rows["hf:gpt2"]["coreprune"]  # at --hf-target: FFN neurons only
     assert gpt2["status"] == "ok" and gpt2["output_ok"] and gpt2["params_match"]
     assert gpt2["params_removed"] >= 0.15
-    assert rows["tv:shufflenet_v2_x0_5"]["coreprune"]["status"].startswith(
-        "UnsupportedModelError: ")
+    shuffle = rows["tv:shufflenet_v2_x0_5"]  # Torch-Pruning alone fails on its channel shuffle
+    assert shuffle["coreprune"]["status"] == "ok" and shuffle["coreprune"]["output_ok"]
+    assert shuffle["tp_alone"]["status"].startswith("ZeroDivisionError")
     assert "| tv:regnet_x_400mf |" in out.with_suffix(".md").read_text()
+
+
+def test_coverage_benchmark_of_attention_heads(tmp_path):
+    """``coverage.py --units heads``: half of every attention layer's heads removed, output
+    checked and counts true; a model whose attention coreprune cannot cut is one line of its
+    own (never a raw exception); Torch-Pruning is not run on heads and the table says so."""
+    coverage = _coverage_module()
+    out = tmp_path / "heads"
+    assert coverage.main(["--units", "heads", "--models", "hf:vit", "tv:swin_v2_t",
+                          "--threads", "1", "--timeout", "300", "--out", str(out)]) == 0
+    row, swin_v2 = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert swin_v2["coreprune"]["status"].startswith("UnsupportedModelError: found no attention")
+    ours = row["coreprune"]
+    assert ours["status"] == "ok" and ours["output_ok"] and ours["params_match"]
+    assert ours["min_kept_fraction"] == 0.5 and ours["pruned_groups"] == ours["groups"] == 2
+    assert row["tp_alone"]["status"] == "not run (heads)"
+    assert "not compared" in out.with_suffix(".md").read_text()

@@ -9,8 +9,9 @@ such files still load.
 
 Loading runs no code from the file unless the caller says it is trusted: by default the file is
 read by PyTorch's restricted unpickler (``weights_only=True``), which builds tensors, plain
-containers and numbers, and here also the module classes of ``torch.nn``, torchvision and
-coreprune's zoo (their ``__setstate__`` only restores attributes). A module that needs any
+containers and numbers, and here also the module classes of ``torch.nn``, torchvision,
+coreprune's zoo and the layers coreprune hands back (``SeparateQKVAttention``; their
+``__setstate__`` only restores attributes). A module that needs any
 other class (a model class of one's own, or a payload) is refused with a message naming it;
 ``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in full, and
 ``load(path, model=MyNet())`` loads the weights into the user's own unpruned architecture,
@@ -172,13 +173,14 @@ def _package_modules(package_name: str) -> list:
 
 
 def _safe_module_classes() -> list[type]:
-    """Every ``nn.Module`` class of ``torch.nn``, torchvision's models and ops, and coreprune's
-    zoo, and ``TorchVersion`` (a ``str``): what the restricted loader may build."""
+    """Every ``nn.Module`` class of ``torch.nn``, torchvision's models and ops, coreprune's zoo
+    and :mod:`coreprune.pruning.layers`, and ``TorchVersion`` (a ``str``): what the restricted
+    loader may build."""
     global _SAFE_CLASSES
     if _SAFE_CLASSES is None:
         found: dict[str, type] = {}
         for package in ("torch.nn.modules", "torchvision.models", "torchvision.ops",
-                        "coreprune.models"):
+                        "coreprune.models", "coreprune.pruning.layers"):
             for module in _package_modules(package):
                 for obj in vars(module).values():
                     if isinstance(obj, type) and issubclass(obj, torch.nn.Module):

@@ -138,18 +138,62 @@ def test_gpt2_warns_that_its_config_cannot_state_fewer_heads():
         coreprune.prune(model, example_inputs=x, units="heads", keep_ratio=0.5)
 
 
-def test_multihead_attention_is_named_and_a_model_without_heads_fails_in_one_line():
+def _torchvision_vit():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(32, 8, num_layers=2, num_heads=4,
+                                                 hidden_dim=32, mlp_dim=64, num_classes=5)
+    return model.eval(), torch.randn(2, 3, 32, 32)
+
+
+def test_multihead_attention_heads_are_cut_as_separate_projections(tmp_path):
+    model, x = _torchvision_vit()  # its attention is nn.MultiheadAttention
+    ref = model(x)
+    same = _prune(model, x, keep_ratio=1.0)
+    assert isinstance(same.encoder.layers[0].self_attention, nn.MultiheadAttention)
+    torch.testing.assert_close(same(x), ref)
+    small = _prune(model, x, keep_ratio=0.5)
+    report = coreprune.report_of(small)
+    attn = small.encoder.layers[1].self_attention
+    assert type(attn).__name__ == "SeparateQKVAttention" and attn.num_heads == 2
+    assert attn.q_proj.out_features == attn.o_proj.in_features == 2 * 8
+    assert report.params_after == count_params(small) == count_params(model) - 2 * 2 * (
+        4 * 8 * 32 + 3 * 8)  # per layer, two heads: q, k, v rows with biases, o columns
+    assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
+    path, tokens = tmp_path / "attention.pt", torch.randn(2, 5, 32)
+    coreprune.save(attn, path)  # the restricted loader builds it (no trusted=True)
+    torch.testing.assert_close(coreprune.load(path)(tokens, tokens, tokens)[0],
+                               attn(tokens, tokens, tokens)[0])
+
+
+def test_multihead_attention_in_transformer_encoder_layers_keeps_its_masks():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    x = torch.randn(2, 6, 16)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])
+    ref = encoder(x, src_key_padding_mask=padding)
+    same = _prune(encoder, x, keep_ratio=1.0)
+    torch.testing.assert_close(same(x, src_key_padding_mask=padding), ref)
+    small = _prune(encoder, x, keep_ratio=0.5)
+    causal = nn.Transformer.generate_square_subsequent_mask(6)
+    out = small(x, src_key_padding_mask=padding, mask=causal)
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert small.layers[0].self_attn.num_heads == 2
+
+
+def test_attention_that_cannot_be_cut_is_named_and_a_model_without_heads_fails_in_one_line():
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True)
             self.fc = nn.Linear(8, 2)
 
         def forward(self, x):
             return self.fc(self.attn(x, x, x, need_weights=False)[0])
 
     x = torch.randn(2, 5, 8)
-    with pytest.warns(CorepruneWarning, match="MultiheadAttention"), \
+    with pytest.warns(CorepruneWarning, match="MultiheadAttention with add_bias_kv"), \
             pytest.raises(UnsupportedModelError, match="found no attention layer"):
         coreprune.prune(Block().eval(), example_inputs=x, units="heads", keep_ratio=0.5)
 
@@ -177,6 +221,27 @@ def test_timm_swin_heads_take_their_relative_position_bias_with_them():
     torch.testing.assert_close(attn.relative_position_bias_table,
                                model.layers[1].blocks[0].attn.relative_position_bias_table[
                                    :, torch.as_tensor(kept)])
+
+
+def test_torchvision_swin_heads_are_cut_with_their_relative_position_bias():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)  # 40 px: padded and shifted windows in the second stage
+    model = torchvision.models.SwinTransformer([2, 2], 16, [1, 2], [2, 4], [4, 4],
+                                               num_classes=5).eval()
+    x = torch.randn(2, 3, 40, 40)
+    ref = model(x)
+    same = _prune(model, x, keep_ratio=1.0)
+    assert type(same.features[3][1].attn).__name__ == "ShiftedWindowAttention"
+    torch.testing.assert_close(same(x), ref)
+    small = _prune(model, x, keep_ratio=0.5)
+    report = coreprune.report_of(small)
+    attn, before = small.features[3][1].attn, model.features[3][1].attn
+    assert type(attn).__name__ == "SeparateHeadWindowAttention" and attn.num_heads == 2
+    kept = torch.as_tensor(report.layers[2].indices)
+    torch.testing.assert_close(attn.relative_position_bias_table,
+                               before.relative_position_bias_table[:, kept])
+    assert report.params_after == count_params(small) < count_params(model)
+    assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
 
 
 def test_swin_attention_that_cannot_be_cut_is_named_not_broken():

@@ -12,7 +12,12 @@ import coreprune
 from coreprune.errors import CorepruneWarning
 from coreprune.metrics import count_params
 from coreprune.pruning.groups import build_graph, find_unit_groups, traced_outputs
-from coreprune.pruning.layers import restore_layers, update_hf_config, working_copy
+from coreprune.pruning.layers import (
+    SeparateQKVAttention,
+    restore_layers,
+    update_hf_config,
+    working_copy,
+)
 
 SMALL = {"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 32,
          "intermediate_size": 64, "vocab_size": 100}
@@ -63,6 +68,40 @@ def test_working_copy_swaps_conv1d_and_tanh_gelu_and_restores_them_exactly():
     assert [type(m) for m in work.modules()] == [type(m) for m in model.modules()]
     torch.testing.assert_close(work(x).logits, model(x).logits, rtol=0, atol=0)
     assert work.state_dict().keys() == model.state_dict().keys()
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("kdim", [None, 6])
+def test_multihead_attention_as_separate_projections_has_the_same_outputs(batch_first, kdim):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=batch_first, kdim=kdim, vdim=kdim).eval()
+    work, replaced = working_copy(nn.Sequential(mha), split_attention=True)
+    assert isinstance(work[0], SeparateQKVAttention) and list(replaced) == ["0"]
+    n, length, source = 3, 5, 7
+    query = torch.randn(n, length, 8)
+    key = torch.randn(n, source, kdim or 8)
+    if not batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    padding = torch.rand(n, source, generator=torch.Generator().manual_seed(1)) < 0.3
+    padding[:, 0] = False
+    causal = torch.ones(length, source, dtype=torch.bool).triu(1)
+    for kwargs in ({}, {"key_padding_mask": padding}, {"attn_mask": causal},
+                   {"attn_mask": torch.randn(n * 2, length, source)},
+                   {"attn_mask": causal, "need_weights": False},
+                   {"average_attn_weights": False}):
+        want, got = mha(query, key, key, **kwargs), work[0](query, key, key, **kwargs)
+        torch.testing.assert_close(got[0], want[0])
+        assert (got[1] is None) == (want[1] is None)
+        if want[1] is not None:
+            torch.testing.assert_close(got[1], want[1])
+    one_q, one_k = (query[0], key[0]) if batch_first else (query[:, 0], key[:, 0])
+    torch.testing.assert_close(work[0](one_q, one_k, one_k)[0], mha(one_q, one_k, one_k)[0])
+    with pytest.raises(ValueError, match="a 3-D mask needs batch x heads = 6 rows"):
+        work[0](query, key, key, attn_mask=torch.zeros(4, length, source))
+    restore_layers(work, replaced)  # every head kept: nn.MultiheadAttention again
+    assert type(work[0]) is nn.MultiheadAttention
+    torch.testing.assert_close(work[0](query, key, key)[0], mha(query, key, key)[0],
+                               rtol=0, atol=0)
 
 
 def test_gpt2_prunes_its_ffn_neurons_in_conv1d_and_leaves_attention_whole():

@@ -14,15 +14,21 @@ entry per layout), never by importing timm or transformers:
 * ``gpt2``: ``c_attn`` (queries, keys, values, as a Linear in the working copy) and ``c_proj``,
   with ``num_heads``, ``head_dim`` and ``split_size`` (Hugging Face GPT-2);
 * ``separate-qkv``: ``q_proj``, ``k_proj``, ``v_proj`` and ``o_proj`` with ``head_dim``
-  (LLaMA, Qwen2, Mistral: grouped-query attention);
+  (LLaMA, Qwen2, Mistral: grouped-query attention; ``nn.MultiheadAttention`` in the working
+  copy);
 * ``bert``: a module whose child (``self`` or ``attention``) holds ``query``, ``key``, ``value``
   and ``num_attention_heads``, and whose ``output.dense`` is the output projection (BERT,
   RoBERTa, Hugging Face ViT).
 
-``nn.MultiheadAttention`` (torchvision's ViT) and torchvision's Swin window attention compute
-their head width as input width / heads, so their heads are left whole and named in the report.
-timm's Swin window attention is ``fused-qkv`` with a relative position bias table per head, cut
-with the heads.
+``nn.MultiheadAttention`` (torchvision's ViT, ``nn.Transformer*Layer``) and torchvision's Swin
+window attention compute their head width as input width / heads: the pruner's working copy
+holds them as the equal :class:`~coreprune.pruning.layers.SeparateQKVAttention`
+(``separate-qkv``) and :class:`~coreprune.pruning.layers.SeparateHeadWindowAttention`
+(``fused-qkv``), and a layer that lost heads is handed back as one. An ``nn.MultiheadAttention``
+with ``add_bias_kv`` or ``add_zero_attn`` and torchvision's Swin V2 attention (a per-head logit
+scale and bias MLP) are left whole and named in the report. timm's Swin window attention is
+``fused-qkv`` with a relative position bias table per head, cut with the heads (torchvision's
+likewise).
 
 Importance (:data:`HEAD_METHODS`): ``output-moment`` (default) scores a unit by the second
 moment of its heads' output values under the moment model of the attention input (the
@@ -199,14 +205,16 @@ ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | str | Non
 
 def _tied_head_width() -> dict[type, str]:
     """Attention modules whose forward computes the head width as input width / heads, so
-    cutting a head would break them: class -> what the report calls it."""
+    cutting a head would break them: class -> what the report calls it (``nn.MultiheadAttention``:
+    :func:`_recognise`). The pruner's working copy holds those it can cut as their
+    :mod:`~coreprune.pruning.layers` equals."""
     from torchvision.models.swin_transformer import (
         ShiftedWindowAttention,
         ShiftedWindowAttentionV2,
     )
 
-    return {nn.MultiheadAttention: "nn.MultiheadAttention",
-            ShiftedWindowAttention: "torchvision's Swin window attention",
+    return {ShiftedWindowAttention: "torchvision's Swin window attention (Pruner(units='heads') "
+                                    "cuts it as a SeparateHeadWindowAttention)",
             ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention"}
 
 
@@ -214,6 +222,10 @@ def _recognise(name: str, m: nn.Module, tied: dict[type, str]) -> AttentionLayer
     """``m`` as an attention layer (the first layout of :data:`ATTENTION_KINDS` it fits), why
     it is one whose heads cannot be cut, or None."""
     label = tied.get(type(m))
+    if isinstance(m, nn.MultiheadAttention):
+        label = ("nn.MultiheadAttention with add_bias_kv or add_zero_attn"
+                 if m.bias_k is not None or m.add_zero_attn else
+                 "nn.MultiheadAttention (Pruner(units='heads') cuts it as a SeparateQKVAttention)")
     if label is not None:
         return f"{label}: its head width is tied to its input width, so its heads cannot be " \
                "cut in place"
@@ -229,8 +241,9 @@ def find_attention_layers(model: nn.Module, ignored: tuple[nn.Module, ...] = (),
     """Every attention layer of ``model`` whose heads can be cut, in module order (those of an
     ignored module or holding an ignored layer left out). ``skipped`` receives
     ``{module path: why}`` for attention modules whose heads cannot be cut: a head width tied
-    to the input width (``nn.MultiheadAttention``, torchvision's Swin attention) or a parameter
-    over the heads that the layout does not know."""
+    to the input width (torchvision's Swin attention; an ``nn.MultiheadAttention``, which the
+    pruner's working copy replaces where it can, :func:`~coreprune.pruning.layers.working_copy`)
+    or a parameter over the heads that the layout does not know."""
     ignored_ids = set(map(id, ignored))
     tied = _tied_head_width()
     out, taken = [], set()

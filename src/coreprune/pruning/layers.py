@@ -10,17 +10,32 @@ by their PyTorch equals; the pruned model gets its own layers back (:func:`resto
 ``Conv1D`` at its pruned width, so its classes, state-dict layout and ``save_pretrained`` stay
 those of the original. transformers is never imported here: a layer is recognised by its class
 name and module.
+
+``nn.MultiheadAttention`` computes its head width as ``embed_dim / num_heads`` from one
+``in_proj_weight``, so its heads cannot be cut in place. When heads are the units
+(``working_copy(model, split_attention=True)``) it is replaced by
+:class:`SeparateQKVAttention`, the same computation with separate ``q_proj``, ``k_proj``,
+``v_proj`` and ``o_proj`` Linears and a free head count; a layer that kept every head gets an
+``nn.MultiheadAttention`` back, one that lost heads stays a :class:`SeparateQKVAttention` (a
+plain ``nn.Module`` of coreprune, which :func:`coreprune.load` builds without ``trusted``).
+torchvision's Swin window attention (``ShiftedWindowAttention``) likewise becomes a
+:class:`SeparateHeadWindowAttention`, the same module with a forward that reads its head width
+from ``qkv``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.models.swin_transformer import ShiftedWindowAttention
 
-__all__ = ["is_hf_conv1d", "working_copy", "restore_layers", "update_hf_config"]
+__all__ = ["is_hf_conv1d", "working_copy", "restore_layers", "update_hf_config",
+           "SeparateQKVAttention", "SeparateHeadWindowAttention"]
 
 _TANH_GELUS = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUActivation")
 
@@ -64,30 +79,262 @@ def _as_conv1d(linear: nn.Linear, cls: type) -> nn.Module:
     return new
 
 
-def working_copy(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module]]:
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: may not attend) as the float mask added to the scores."""
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            mask, float("-inf"))
+    return mask.to(dtype)
+
+
+class SeparateQKVAttention(nn.Module):
+    """``nn.MultiheadAttention`` with separate query, key, value and output projections, so
+    that its head count and head width need not follow ``embed_dim``: what an
+    ``nn.MultiheadAttention`` becomes when coreprune cuts its heads (module docstring).
+
+    ``forward`` takes ``nn.MultiheadAttention``'s arguments and returns its
+    ``(output, weights)``: ``query`` (L, N, E) or with ``batch_first`` (N, L, E) or unbatched
+    (L, E), ``key``/``value`` likewise with S positions, ``key_padding_mask`` (N, S),
+    ``attn_mask`` (L, S) or (N * num_heads, L, S) (boolean: True may not attend; float: added to
+    the scores), ``is_causal`` (a causal mask when ``attn_mask`` is None). Each head is
+    ``softmax(q k^T / sqrt(head_dim) + mask) v`` with dropout ``dropout`` on the weights in
+    training; the output is ``o_proj`` of the heads side by side.
+
+    Attributes:
+        q_proj, k_proj, v_proj: Linears ``embed_dim | kdim | vdim -> num_heads * head_dim``.
+        o_proj: Linear ``num_heads * head_dim -> embed_dim``.
+        num_heads, head_dim, embed_dim, dropout, batch_first: as named.
+    """
+
+    _qkv_same_embed_dim = False  # declines nn.TransformerEncoderLayer's fused fast path
+    in_proj_bias = None  # read by that path's checks
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, kdim: int | None = None,
+                 vdim: int | None = None, bias: bool = True, dropout: float = 0.0,
+                 batch_first: bool = False, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        width, kw = num_heads * head_dim, {"device": device, "dtype": dtype}
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, head_dim
+        self.dropout, self.batch_first = float(dropout), bool(batch_first)
+        self.q_proj = nn.Linear(embed_dim, width, bias=bias, **kw)
+        self.k_proj = nn.Linear(kdim or embed_dim, width, bias=bias, **kw)
+        self.v_proj = nn.Linear(vdim or embed_dim, width, bias=bias, **kw)
+        self.o_proj = nn.Linear(width, embed_dim, bias=bias, **kw)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batched = query.dim() == 3
+        if not batched:  # (L, E): one sequence
+            query, key, value = query[None], key[None], value[None]
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask[None]
+        elif not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        n, length, source = query.shape[0], query.shape[1], key.shape[1]
+        h, d = self.num_heads, self.head_dim
+        q = self.q_proj(query).view(n, length, h, d).transpose(1, 2)
+        k = self.k_proj(key).view(n, source, h, d).transpose(1, 2)
+        v = self.v_proj(value).view(n, source, h, d).transpose(1, 2)
+        mask = self._mask(attn_mask, key_padding_mask, is_causal, n, length, source, q.dtype,
+                          q.device)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = (q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1)
+            weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
+            out = F.dropout(weights, dropout, training=True) @ v if dropout else weights @ v
+        else:
+            weights = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = self.o_proj(out.transpose(1, 2).reshape(n, length, h * d))
+        if weights is not None and average_attn_weights:
+            weights = weights.mean(1)
+        if not batched:
+            return out[0], None if weights is None else weights[0]
+        return (out if self.batch_first else out.transpose(0, 1)), weights
+
+    def _mask(self, attn_mask: torch.Tensor | None, key_padding_mask: torch.Tensor | None,
+              is_causal: bool, n: int, length: int, source: int, dtype: torch.dtype,
+              device: torch.device) -> torch.Tensor | None:
+        """The float mask added to the scores, broadcastable to (n, heads, length, source)."""
+        if attn_mask is None and is_causal:
+            attn_mask = torch.ones(length, source, dtype=torch.bool, device=device).triu(1)
+        mask = None
+        if attn_mask is not None:
+            mask = _additive_mask(attn_mask, dtype)
+            if mask.dim() == 3:
+                if mask.shape[0] != n * self.num_heads:
+                    raise ValueError(
+                        f"attn_mask of shape {tuple(mask.shape)}: a 3-D mask needs batch x heads "
+                        f"= {n * self.num_heads} rows (this layer has {self.num_heads} heads)")
+                mask = mask.view(n, self.num_heads, length, source)
+        if key_padding_mask is not None:
+            padding = _additive_mask(key_padding_mask, dtype).view(n, 1, 1, source)
+            mask = padding if mask is None else mask + padding
+        return mask
+
+    def extra_repr(self) -> str:
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, "
+                f"head_dim={self.head_dim}, batch_first={self.batch_first}")
+
+
+def _shifted_window_mask(x: torch.Tensor, padded: tuple[int, int], window: list[int],
+                         shift: list[int]) -> torch.Tensor:
+    """(windows, positions, positions): 0 where two positions of a window came from the same
+    region before the cyclic shift, -100 elsewhere (torchvision's Swin mask)."""
+    (ph, pw), (wh, ww) = padded, window
+    regions = x.new_zeros((ph, pw))
+    count = 0
+    for h in ((0, -wh), (-wh, -shift[0]), (-shift[0], None)):
+        for w in ((0, -ww), (-ww, -shift[1]), (-shift[1], None)):
+            regions[h[0]:h[1], w[0]:w[1]] = count
+            count += 1
+    regions = regions.view(ph // wh, wh, pw // ww, ww).permute(0, 2, 1, 3).reshape(-1, wh * ww)
+    diff = regions.unsqueeze(1) - regions.unsqueeze(2)
+    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+
+class SeparateHeadWindowAttention(ShiftedWindowAttention):
+    """torchvision's Swin window attention (``ShiftedWindowAttention``, V1) whose head width is
+    ``qkv.out_features / (3 num_heads)`` instead of the input width / ``num_heads``, so heads can
+    be cut (``qkv`` rows, ``proj`` columns, ``relative_position_bias_table`` columns). Same
+    state, same outputs as the parent at full width (torchvision's ``shifted_window_attention``
+    with that head width); ``x``: (B, H, W, C), returned in the same shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, height, width, c = x.shape
+        wh, ww = self.window_size
+        x = F.pad(x, (0, 0, 0, (ww - width % ww) % ww, 0, (wh - height % wh) % wh))
+        _, ph, pw, _ = x.shape
+        shift = [0 if wh >= ph else self.shift_size[0], 0 if ww >= pw else self.shift_size[1]]
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        windows, size = (ph // wh) * (pw // ww), wh * ww
+        x = x.view(b, ph // wh, wh, pw // ww, ww, c).permute(0, 1, 3, 2, 4, 5) \
+            .reshape(b * windows, size, c)
+        h = self.num_heads
+        d = self.qkv.out_features // (3 * h)
+        q, k, v = self.qkv(x).reshape(b * windows, size, 3, h, d).permute(2, 0, 3, 1, 4)
+        attn = (q * d ** -0.5).matmul(k.transpose(-2, -1)) + self.get_relative_position_bias()
+        if sum(shift) > 0:
+            mask = _shifted_window_mask(x, (ph, pw), self.window_size, shift)
+            attn = (attn.view(b, windows, h, size, size) + mask.unsqueeze(1).unsqueeze(0)) \
+                .view(-1, h, size, size)
+        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout,
+                         training=self.training)
+        x = self.proj(attn.matmul(v).transpose(1, 2).reshape(b * windows, size, h * d))
+        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = x.view(b, ph // wh, pw // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5) \
+            .reshape(b, ph, pw, c)
+        if sum(shift) > 0:
+            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+        return x[:, :height, :width, :].contiguous()
+
+
+def _as_separate_qkv(mha: nn.MultiheadAttention) -> SeparateQKVAttention | None:
+    """The :class:`SeparateQKVAttention` with ``mha``'s outputs; None when ``mha`` has
+    ``add_bias_kv`` or ``add_zero_attn`` (not modelled: it stays whole)."""
+    if mha.bias_k is not None or mha.add_zero_attn:
+        return None
+    e, h = mha.embed_dim, mha.num_heads
+    w = mha.out_proj.weight
+    new = SeparateQKVAttention(e, h, e // h, mha.kdim, mha.vdim, mha.in_proj_bias is not None,
+                               mha.dropout, mha.batch_first, w.device, w.dtype)
+    if mha._qkv_same_embed_dim:
+        weights = mha.in_proj_weight.chunk(3)
+    else:
+        weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
+    biases = (None,) * 3 if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)
+    with torch.no_grad():
+        for lin, wt, b in zip((new.q_proj, new.k_proj, new.v_proj), weights, biases,
+                              strict=True):
+            lin.weight.copy_(wt)
+            if b is not None:
+                lin.bias.copy_(b)
+        new.o_proj.weight.copy_(w)
+        if mha.out_proj.bias is not None:
+            new.o_proj.bias.copy_(mha.out_proj.bias)
+    return new.train(mha.training)
+
+
+def _as_multihead(sep: SeparateQKVAttention) -> nn.MultiheadAttention:
+    """The ``nn.MultiheadAttention`` with ``sep``'s outputs (``sep`` at ``embed_dim`` width)."""
+    e, w = sep.embed_dim, sep.o_proj.weight
+    kdim, vdim = sep.k_proj.in_features, sep.v_proj.in_features
+    mha = nn.MultiheadAttention(e, sep.num_heads, sep.dropout, bias=sep.q_proj.bias is not None,
+                                kdim=kdim, vdim=vdim, batch_first=sep.batch_first,
+                                device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        if mha._qkv_same_embed_dim:
+            mha.in_proj_weight.copy_(torch.cat([sep.q_proj.weight, sep.k_proj.weight,
+                                                sep.v_proj.weight]))
+        else:
+            mha.q_proj_weight.copy_(sep.q_proj.weight)
+            mha.k_proj_weight.copy_(sep.k_proj.weight)
+            mha.v_proj_weight.copy_(sep.v_proj.weight)
+        if mha.in_proj_bias is not None:
+            mha.in_proj_bias.copy_(torch.cat([sep.q_proj.bias, sep.k_proj.bias,
+                                              sep.v_proj.bias]))
+        mha.out_proj.weight.copy_(w)
+        if mha.out_proj.bias is not None:
+            mha.out_proj.bias.copy_(sep.o_proj.bias)
+    return mha.train(sep.training)
+
+
+def working_copy(model: nn.Module, split_attention: bool = False
+                 ) -> tuple[nn.Module, dict[str, nn.Module]]:
     """A deep copy of ``model`` with every Hugging Face ``Conv1D`` replaced by the equal
-    ``nn.Linear`` and every tanh-approximate GELU module by ``nn.GELU(approximate="tanh")``
-    (module docstring); ``model`` is not modified.
+    ``nn.Linear``, every tanh-approximate GELU module by ``nn.GELU(approximate="tanh")``, and
+    with ``split_attention`` every ``nn.MultiheadAttention`` (but those with ``add_bias_kv`` or
+    ``add_zero_attn``) by the equal :class:`SeparateQKVAttention` and every torchvision
+    ``ShiftedWindowAttention`` by the equal :class:`SeparateHeadWindowAttention` (module
+    docstring); ``model`` is not modified.
 
     Returns:
         ``(copy, {module path: the module it replaced})``, for :func:`restore_layers`.
     """
     work = copy.deepcopy(model)
-    replaced = {name: m for name, m in work.named_modules()
-                if is_hf_conv1d(m) or _is_hf(m, _TANH_GELUS)}
-    for name, m in replaced.items():
-        _replace(work, name, _as_linear(m) if is_hf_conv1d(m)
-                 else nn.GELU(approximate="tanh"))
+    replaced, new = {}, {}
+    for name, m in work.named_modules():
+        if is_hf_conv1d(m):
+            new[name] = _as_linear(m)
+        elif _is_hf(m, _TANH_GELUS):
+            new[name] = nn.GELU(approximate="tanh")
+        elif split_attention and isinstance(m, nn.MultiheadAttention):
+            sep = _as_separate_qkv(m)
+            if sep is not None:
+                new[name] = sep
+        elif split_attention and type(m) is ShiftedWindowAttention:
+            new[name] = copy.deepcopy(m)
+            new[name].__class__ = SeparateHeadWindowAttention  # same state, free head width
+        if name in new:
+            replaced[name] = m
+    for name, m in new.items():
+        _replace(work, name, m)
     return work, replaced
 
 
 def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
     """Undo :func:`working_copy`'s replacements in ``model``, in place: each ``Linear`` that
     was a ``Conv1D`` becomes a ``Conv1D`` of its current (possibly pruned) widths with the same
-    outputs; each activation gets its original module back."""
+    outputs; each activation gets its original module back; each
+    :class:`SeparateQKVAttention` or :class:`SeparateHeadWindowAttention` that kept every
+    head becomes an ``nn.MultiheadAttention`` or ``ShiftedWindowAttention`` with its outputs
+    (one that lost heads stays)."""
     for name, old in replaced.items():
-        _replace(model, name, _as_conv1d(model.get_submodule(name), type(old))
-                 if is_hf_conv1d(old) else old)
+        current = model.get_submodule(name)
+        if is_hf_conv1d(old):
+            _replace(model, name, _as_conv1d(current, type(old)))
+        elif isinstance(old, nn.MultiheadAttention):
+            if current.num_heads * current.head_dim == current.embed_dim == old.embed_dim \
+                    and current.num_heads == old.num_heads:
+                _replace(model, name, _as_multihead(current))
+        elif isinstance(old, ShiftedWindowAttention):
+            if current.num_heads == old.num_heads:
+                current.__class__ = type(old)
+        else:
+            _replace(model, name, old)
 
 
 # module paths (suffixes) of the first FFN layer of a Hugging Face block: GPT-2, LLaMA / Qwen2 /

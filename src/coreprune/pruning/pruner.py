@@ -433,7 +433,7 @@ class Pruner:
         fixed until ``fixed`` closes), find its units with
         ``find(working copy, graph, ignored layers, skipped)``, record and warn about the layers
         left whole: ``(the traced copy, what find found)``."""
-        work, replaced = working_copy(model)
+        work, replaced = working_copy(model, split_attention=self.units == "heads")
         ignored = tuple(work.get_submodule(name) for name, m1 in model.named_modules()
                         if any(m1 is m for m in self.ignored_layers))
         graph = build_graph(work, x)
@@ -472,8 +472,9 @@ class Pruner:
         if not layers:
             raise UnsupportedModelError(
                 f"found no attention layer whose heads coreprune can cut in "
-                f"{type(model).__name__}: it recognises the layouts of timm's ViT and Swin, "
-                "Hugging Face GPT-2, BERT and LLaMA-style models (coreprune.pruning.heads); "
+                f"{type(model).__name__}: it recognises nn.MultiheadAttention and the layouts of "
+                "timm's ViT and Swin, Hugging Face GPT-2, BERT and LLaMA-style models "
+                "(coreprune.pruning.heads); "
                 "prune its neurons with units='neurons'")
         keep = self._given_keep_counts(layers, "attention layers")
         if keep is None:
@@ -501,7 +502,8 @@ class Pruner:
     def _transform_heads(self, model: nn.Module, stage: list[str],
                          traced: _Traced | None) -> nn.Module:
         t0 = time.perf_counter()
-        pruned, replaced = (traced.model, traced.replaced) if traced else working_copy(model)
+        pruned, replaced = (traced.model, traced.replaced) if traced else \
+            working_copy(model, split_attention=True)
         here = {la.name: la for la in find_attention_layers(pruned)}
         layers = []
         for fitted, sel, sec, norm in zip(self.groups_, self.selections_, self.seconds_,
