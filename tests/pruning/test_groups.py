@@ -261,8 +261,43 @@ def test_channel_search_is_deeper_while_tracing_and_restored_after():
 
     from coreprune.pruning.groups import CHANNEL_SEARCH_STEPS, deeper_channel_search
 
+    from torch_pruning.dependency import index_mapping
+
     before = constants.MAX_RECURSION_DEPTH
+    mapping = index_mapping.update_reshape_index_mapping
     with pytest.raises(RuntimeError), deeper_channel_search():
         assert constants.MAX_RECURSION_DEPTH == max(before, CHANNEL_SEARCH_STEPS)
+        assert index_mapping.update_reshape_index_mapping is not mapping
         raise RuntimeError
     assert constants.MAX_RECURSION_DEPTH == before
+    assert index_mapping.update_reshape_index_mapping is mapping
+
+
+def test_channel_shuffle_leaves_its_channels_whole_and_prunes_the_block_interiors():
+    """torchvision's ShuffleNet-V2: Torch-Pruning cannot map the channel shuffle's reshape (it
+    divides by zero); the channels that pass through it stay whole and named, the channels
+    inside each branch (1x1 conv, depthwise conv, 1x1 conv) are cut with no permutation."""
+    import torchvision
+
+    from coreprune.pruning.groups import opaque_reshapes
+
+    torch.manual_seed(0)
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    assert opaque_reshapes(build_graph(model, x[:1]))
+    with pytest.warns(coreprune.CorepruneWarning, match="channel shuffle"):
+        same = coreprune.prune(model, "l1", keep_ratio=1.0, example_inputs=x[:1])
+    torch.testing.assert_close(same(x), model(x))
+    with pytest.warns(coreprune.CorepruneWarning, match="channel shuffle"):
+        small = coreprune.prune(model, "l1", params_removed=0.2, example_inputs=x[:1])
+    report = coreprune.report_of(small)
+    assert report.params_after == count_params(small) and report.params_removed >= 0.2
+    assert torch.isfinite(small(x)).all() and small(x).shape == (2, 10)
+    assert "stage2.0.branch2.5" in report.unpruned  # feeds the concatenation and shuffle
+    kept = torch.as_tensor(next(r for r in report.layers
+                                if r.name == "stage3.1.branch2.0").indices)
+    before, after = model.stage3[1].branch2, small.stage3[1].branch2
+    assert 0 < kept.numel() < before[0].out_channels
+    torch.testing.assert_close(after[0].weight, before[0].weight[kept])
+    torch.testing.assert_close(after[3].weight, before[3].weight[kept])
+    torch.testing.assert_close(after[5].weight, before[5].weight[:, kept])

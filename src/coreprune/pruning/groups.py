@@ -32,6 +32,12 @@ take no single fold: their consumers read different states of the units (the gat
 ``g * h``, and the gate's own squeeze layer the units' average over positions), so each consumer
 can only take a fold of its own, from moments measured where it reads
 (:attr:`UnitGroup.squeeze_excited`).
+
+A reshape whose channel mapping Torch-Pruning cannot infer (a channel shuffle: torchvision's
+ShuffleNet-V2, where it divides by zero) is recorded instead of failing the trace
+(:func:`opaque_reshapes`); in such a graph only groups whose channels pass through no reshape,
+concatenation or split are pruned (the inside of each branch), since any other group's channel
+indices may be permuted on the way. The rest are named in the report.
 """
 
 from __future__ import annotations
@@ -264,16 +270,43 @@ def run_model(model: nn.Module, example_inputs: torch.Tensor) -> object:
 CHANNEL_SEARCH_STEPS = 5000
 
 
+# graph -> its reshape nodes whose channel mapping Torch-Pruning could not infer
+_OPAQUE_RESHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tolerant_reshape_mapping(graph: tp.DependencyGraph, node: tp.Node) -> None:
+    """Torch-Pruning's reshape index mapping, except that a reshape whose channel counts it
+    infers as zero (it then divides by zero, e.g. at torchvision ShuffleNet-V2's channel
+    shuffle) is recorded as opaque (:func:`opaque_reshapes`) instead of failing the trace."""
+    try:
+        _TP_RESHAPE_MAPPING(graph, node)
+    except ZeroDivisionError:
+        _OPAQUE_RESHAPES.setdefault(graph, set()).add(node)
+
+
+_TP_RESHAPE_MAPPING = tp_index_mapping.update_reshape_index_mapping
+
+
+def opaque_reshapes(graph: tp.DependencyGraph) -> set:
+    """The reshape nodes of ``graph`` whose channel mapping could not be inferred: a group of
+    a graph with any is pruned only if its channels pass through no reshape, concatenation or
+    split (:func:`find_unit_groups`)."""
+    return _OPAQUE_RESHAPES.get(graph, set())
+
+
 @contextlib.contextmanager
 def deeper_channel_search():
     """Within the block, Torch-Pruning infers channel counts through up to
-    :data:`CHANNEL_SEARCH_STEPS` nodes (its module-level limit, restored after)."""
+    :data:`CHANNEL_SEARCH_STEPS` nodes (its module-level limit, restored after), and a reshape
+    whose channels it cannot map is recorded instead of failing (:func:`opaque_reshapes`)."""
     saved = tp_constants.MAX_RECURSION_DEPTH
     tp_constants.MAX_RECURSION_DEPTH = max(saved, CHANNEL_SEARCH_STEPS)
+    tp_index_mapping.update_reshape_index_mapping = _tolerant_reshape_mapping
     try:
         yield
     finally:
         tp_constants.MAX_RECURSION_DEPTH = saved
+        tp_index_mapping.update_reshape_index_mapping = _TP_RESHAPE_MAPPING
 
 
 @contextlib.contextmanager
@@ -290,7 +323,8 @@ def fixed_index_mapping(graph: tp.DependencyGraph, current: bool = False):
 
     def update(g: tp.DependencyGraph) -> None:
         if g is not graph:
-            original(g)
+            with deeper_channel_search():
+                original(g)
 
     outermost = graph not in _FIXED_GROUPS
     if outermost:
@@ -392,7 +426,8 @@ def _full_group(graph: tp.DependencyGraph, root: nn.Module):
         return memo[id(root)]
     pruner = graph.get_pruner_of_module(root)
     n = pruner.get_out_channels(root)
-    out = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
+    with deeper_channel_search():  # outside fixed_index_mapping, the mappings are redone
+        out = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
     if memo is not None:
         memo[id(root)] = out
     return out
@@ -423,12 +458,31 @@ def find_unit_groups(
         return _find_unit_groups(graph, prune_coupled, ignored_layers, skipped)
 
 
+# Torch-Pruning node types that rearrange channels (trusted only where every reshape is mapped)
+_REARRANGING = (tp.ops.OPTYPE.RESHAPE, tp.ops.OPTYPE.CONCAT, tp.ops.OPTYPE.SPLIT,
+                tp.ops.OPTYPE.UNBIND, tp.ops.OPTYPE.EXPAND, tp.ops.OPTYPE.SLICE)
+
+
+def _rearranges(graph: tp.DependencyGraph, root: nn.Module) -> bool:
+    """Whether ``root``'s output channels pass through a node that rearranges channels
+    (:data:`_REARRANGING`), or Torch-Pruning fails to follow them; probed with one channel (the
+    group of all of them can be costly to build through a mapped reshape)."""
+    pruner = graph.get_pruner_of_module(root)
+    try:
+        with deeper_channel_search():
+            probe = graph.get_pruning_group(root, pruner.prune_out_channels, [0])
+    except (IndexError, ValueError, ZeroDivisionError):
+        return True
+    return any(item.dep.target.type in _REARRANGING for item in probe.items)
+
+
 def _find_unit_groups(graph: tp.DependencyGraph, prune_coupled: bool,
                       ignored_layers: tuple[nn.Module, ...], skipped: dict[str, str] | None
                       ) -> list[UnitGroup]:
     names = {m: n for n, m in graph.model.named_modules()}
     names_to = dict(graph.model.named_modules())
     ignored = set(map(id, ignored_layers))
+    opaque = bool(opaque_reshapes(graph))
     seen: set[int] = set()
     out: list[UnitGroup] = []
     for root in graph.model.modules():
@@ -446,6 +500,13 @@ def _find_unit_groups(graph: tp.DependencyGraph, prune_coupled: bool,
             if skipped is not None:
                 skipped[names[root]] = ("channels coupled through residual additions; "
                                         "prune_coupled=True prunes them")
+            continue
+        if opaque and _rearranges(graph, root):
+            if skipped is not None:
+                skipped[names[root]] = ("its channels pass through a reshape, concatenation or "
+                                        "split in a model with a reshape coreprune cannot follow "
+                                        "(e.g. a channel shuffle)")
+            seen.add(id(root))
             continue
         group, n = _full_group(graph, root)
         producers, consumers, carriers, gates, partial, others = [], [], [], [], [], []
@@ -788,8 +849,9 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
     remove = np.setdiff1d(np.arange(g.n_units), change.fold.keep)
     if remove.size:
         pruner = graph.get_pruner_of_module(g.root)
-        graph.get_pruning_group(g.root, pruner.prune_out_channels,
-                                g.channels(remove).tolist()).prune()
+        with deeper_channel_search():  # Torch-Pruning maps the changed model's channels anew
+            graph.get_pruning_group(g.root, pruner.prune_out_channels,
+                                    g.channels(remove).tolist()).prune()
 
 
 def apply_selection(graph: tp.DependencyGraph, g: UnitGroup, selection: Selection,
