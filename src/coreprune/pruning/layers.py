@@ -143,7 +143,9 @@ class SeparateQKVAttention(nn.Module):
         if need_weights:
             scores = (q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1)
             weights = torch.softmax(scores if mask is None else scores + mask, dim=-1)
-            out = F.dropout(weights, dropout, training=True) @ v if dropout else weights @ v
+            if dropout:  # the weights returned are the dropped ones, as nn.MultiheadAttention's
+                weights = F.dropout(weights, dropout)
+            out = weights @ v
         else:
             weights = None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
