@@ -257,11 +257,9 @@ def test_residual_additions_are_found_before_the_group_is_built():
 def test_channel_search_is_deeper_while_tracing_and_restored_after():
     """Torch-Pruning's channel inference gives up after 500 nodes (torchvision's Swin-S/B then
     failed to trace); coreprune raises the limit while it traces, and puts it back."""
-    from torch_pruning.dependency import constants
+    from torch_pruning.dependency import constants, index_mapping
 
     from coreprune.pruning.groups import CHANNEL_SEARCH_STEPS, deeper_channel_search
-
-    from torch_pruning.dependency import index_mapping
 
     before = constants.MAX_RECURSION_DEPTH
     mapping = index_mapping.update_reshape_index_mapping

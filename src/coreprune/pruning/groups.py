@@ -295,18 +295,29 @@ def opaque_reshapes(graph: tp.DependencyGraph) -> set:
 
 
 @contextlib.contextmanager
-def deeper_channel_search():
-    """Within the block, Torch-Pruning infers channel counts through up to
-    :data:`CHANNEL_SEARCH_STEPS` nodes (its module-level limit, restored after), and a reshape
-    whose channels it cannot map is recorded instead of failing (:func:`opaque_reshapes`)."""
-    saved = tp_constants.MAX_RECURSION_DEPTH
-    tp_constants.MAX_RECURSION_DEPTH = max(saved, CHANNEL_SEARCH_STEPS)
+def tolerant_reshapes():
+    """Within the block, a reshape whose channels Torch-Pruning cannot map is recorded instead
+    of failing (:func:`opaque_reshapes`; its module-level function, restored after)."""
+    saved = tp_index_mapping.update_reshape_index_mapping
     tp_index_mapping.update_reshape_index_mapping = _tolerant_reshape_mapping
     try:
         yield
     finally:
+        tp_index_mapping.update_reshape_index_mapping = saved
+
+
+@contextlib.contextmanager
+def deeper_channel_search():
+    """Within the block, Torch-Pruning infers channel counts through up to
+    :data:`CHANNEL_SEARCH_STEPS` nodes (its module-level limit, restored after), and
+    :func:`tolerant_reshapes`."""
+    saved = tp_constants.MAX_RECURSION_DEPTH
+    tp_constants.MAX_RECURSION_DEPTH = max(saved, CHANNEL_SEARCH_STEPS)
+    try:
+        with tolerant_reshapes():
+            yield
+    finally:
         tp_constants.MAX_RECURSION_DEPTH = saved
-        tp_index_mapping.update_reshape_index_mapping = _TP_RESHAPE_MAPPING
 
 
 @contextlib.contextmanager
@@ -323,7 +334,7 @@ def fixed_index_mapping(graph: tp.DependencyGraph, current: bool = False):
 
     def update(g: tp.DependencyGraph) -> None:
         if g is not graph:
-            with deeper_channel_search():
+            with tolerant_reshapes():
                 original(g)
 
     outermost = graph not in _FIXED_GROUPS
@@ -426,7 +437,7 @@ def _full_group(graph: tp.DependencyGraph, root: nn.Module):
         return memo[id(root)]
     pruner = graph.get_pruner_of_module(root)
     n = pruner.get_out_channels(root)
-    with deeper_channel_search():  # outside fixed_index_mapping, the mappings are redone
+    with tolerant_reshapes():  # outside fixed_index_mapping, the mappings are redone
         out = graph.get_pruning_group(root, pruner.prune_out_channels, list(range(n))), n
     if memo is not None:
         memo[id(root)] = out
@@ -469,7 +480,7 @@ def _rearranges(graph: tp.DependencyGraph, root: nn.Module) -> bool:
     group of all of them can be costly to build through a mapped reshape)."""
     pruner = graph.get_pruner_of_module(root)
     try:
-        with deeper_channel_search():
+        with tolerant_reshapes():
             probe = graph.get_pruning_group(root, pruner.prune_out_channels, [0])
     except (IndexError, ValueError, ZeroDivisionError):
         return True
@@ -849,7 +860,7 @@ def apply_change(graph: tp.DependencyGraph, g: UnitGroup, change: ConsumerChange
     remove = np.setdiff1d(np.arange(g.n_units), change.fold.keep)
     if remove.size:
         pruner = graph.get_pruner_of_module(g.root)
-        with deeper_channel_search():  # Torch-Pruning maps the changed model's channels anew
+        with tolerant_reshapes():  # Torch-Pruning maps the changed model's channels anew
             graph.get_pruning_group(g.root, pruner.prune_out_channels,
                                     g.channels(remove).tolist()).prune()
 
