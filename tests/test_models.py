@@ -12,7 +12,8 @@ from coreprune.models import (
 )
 
 
-@pytest.mark.parametrize("name", ["tv_mobilenet_v2", "tv_mobilenet_v3_small", "tv_resnet18"])
+@pytest.mark.parametrize("name", ["tv_mobilenet_v2", "tv_mobilenet_v3_small", "tv_resnet18",
+                                  "tv_shufflenet_v2_x0_5"])
 def test_torchvision_zoo_models_take_one_channel_images(name):
     torch.manual_seed(0)
     model = build_model_for_images(name, 1, 32, num_classes=10).eval()

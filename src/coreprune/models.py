@@ -2,9 +2,9 @@
 VGG-16 (BatchNorm) and ResNet-20/56/110, and a small vision transformer.
 
 Each model declares ``example_input_shape`` so that it can be traced without an explicit
-example batch. torchvision's ResNet-18/50, MobileNet-V2, MobileNet-V3-Small, EfficientNet-B0 and
-VGG-16 are in the zoo as ``tv_resnet18``, ... (their stem given ``in_channels`` input channels
-for one-channel images; weights are never downloaded).
+example batch. torchvision's ResNet-18/50, MobileNet-V2, MobileNet-V3-Small, EfficientNet-B0,
+ShuffleNet-V2 x0.5 and VGG-16 are in the zoo as ``tv_resnet18``, ... (their stem given
+``in_channels`` input channels for one-channel images; weights are never downloaded).
 """
 
 from __future__ import annotations
@@ -265,6 +265,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "tv_mobilenet_v2": _torchvision("mobilenet_v2"),
     "tv_mobilenet_v3_small": _torchvision("mobilenet_v3_small"),
     "tv_efficientnet_b0": _torchvision("efficientnet_b0"),
+    "tv_shufflenet_v2_x0_5": _torchvision("shufflenet_v2_x0_5"),
     "tv_vgg16": _torchvision("vgg16"),
 }
 
