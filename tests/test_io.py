@@ -90,10 +90,21 @@ def test_zoo_and_torchvision_models_load_without_trusting(tmp_path):
 
     from coreprune.models import build_model
 
+    vit = torchvision.models.VisionTransformer(32, 8, 1, 2, 16, 32, num_classes=3).eval()
     for model in (build_model("resnet20"), build_model("mlp", hidden=[8], activation="gelu"),
-                  torchvision.models.resnet18(num_classes=3)):
+                  torchvision.models.resnet18(num_classes=3), vit):  # the ViT holds a partial
         save(model, tmp_path / "m.pt", {"n": 1}, overwrite=True)
         assert type(coreprune.load(tmp_path / "m.pt")) is type(model)
+
+
+def test_a_partial_of_a_function_outside_the_allowed_classes_is_refused(tmp_path):
+    import functools
+
+    model = nn.Linear(2, 2)  # a torch.nn class, allowed
+    model.hook = functools.partial(print, "ran")  # print is not an allowed class
+    save(model, tmp_path / "p.pt")
+    with pytest.raises(CheckpointError, match="loading needs print, which would run code"):
+        coreprune.load(tmp_path / "p.pt")
 
 
 def test_a_zoo_vit_saved_before_its_heads_could_be_cut_still_runs(tmp_path):

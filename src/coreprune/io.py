@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 import json
 import os
@@ -174,8 +175,8 @@ def _package_modules(package_name: str) -> list:
 
 def _safe_module_classes() -> list[type]:
     """Every ``nn.Module`` class of ``torch.nn``, torchvision's models and ops, coreprune's zoo
-    and :mod:`coreprune.pruning.layers`, and ``TorchVersion`` (a ``str``): what the restricted
-    loader may build."""
+    and :mod:`coreprune.pruning.layers`, ``TorchVersion`` (a ``str``) and ``functools.partial``
+    (of those classes): what the restricted loader may build."""
     global _SAFE_CLASSES
     if _SAFE_CLASSES is None:
         found: dict[str, type] = {}
@@ -187,6 +188,9 @@ def _safe_module_classes() -> list[type]:
                         found[f"{obj.__module__}.{obj.__qualname__}"] = obj
         # checkpoints record torch.__version__, a str subclass
         found["torch.torch_version.TorchVersion"] = torch.torch_version.TorchVersion
+        # torchvision's ViT keeps partial(nn.LayerNorm, eps=...): building a partial calls
+        # nothing, and its function can only be another class of this list
+        found["functools.partial"] = functools.partial
         _SAFE_CLASSES = list(found.values())
     return _SAFE_CLASSES
 
