@@ -258,10 +258,10 @@ def test_coverage_benchmark_of_attention_heads(tmp_path):
     own (never a raw exception); Torch-Pruning is not run on heads and the table says so."""
     coverage = _coverage_module()
     out = tmp_path / "heads"
-    assert coverage.main(["--units", "heads", "--models", "hf:vit", "tv:swin_v2_t",
+    assert coverage.main(["--units", "heads", "--models", "hf:vit", "tv:maxvit_t",
                           "--threads", "1", "--timeout", "300", "--out", str(out)]) == 0
-    row, swin_v2 = json.loads(out.with_suffix(".json").read_text())["rows"]
-    assert swin_v2["coreprune"]["status"].startswith("UnsupportedModelError: found no attention")
+    row, maxvit = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert maxvit["coreprune"]["status"].startswith("UnsupportedModelError: found no attention")
     ours = row["coreprune"]
     assert ours["status"] == "ok" and ours["output_ok"] and ours["params_match"]
     assert ours["min_kept_fraction"] == 0.5 and ours["pruned_groups"] == ours["groups"] == 2

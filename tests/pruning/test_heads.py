@@ -223,30 +223,42 @@ def test_timm_swin_heads_take_their_relative_position_bias_with_them():
                                    :, torch.as_tensor(kept)])
 
 
-def test_torchvision_swin_heads_are_cut_with_their_relative_position_bias():
-    torchvision = pytest.importorskip("torchvision")
+@pytest.mark.parametrize("version", [1, 2])
+def test_torchvision_swin_heads_are_cut_with_their_relative_position_bias(version):
+    from torchvision.models import swin_transformer as swin
+
     torch.manual_seed(0)  # 40 px: padded and shifted windows in the second stage
-    model = torchvision.models.SwinTransformer([2, 2], 16, [1, 2], [2, 4], [4, 4],
-                                               num_classes=5).eval()
+    v2 = {"block": swin.SwinTransformerBlockV2, "downsample_layer": swin.PatchMergingV2}
+    model = swin.SwinTransformer([2, 2], 16, [1, 2], [2, 4], [4, 4], num_classes=5,
+                                 **(v2 if version == 2 else {})).eval()
+    with torch.no_grad():  # V2: logit scales and key biases that matter
+        for m in model.modules():
+            if hasattr(m, "logit_scale"):
+                m.logit_scale.normal_(2.0, 0.5)
+                m.qkv.bias.normal_()
     x = torch.randn(2, 3, 40, 40)
     ref = model(x)
     same = _prune(model, x, keep_ratio=1.0)
-    assert type(same.features[3][1].attn).__name__ == "ShiftedWindowAttention"
+    assert type(same.features[3][1].attn) is type(model.features[3][1].attn)
     torch.testing.assert_close(same(x), ref)
     small = _prune(model, x, keep_ratio=0.5)
     report = coreprune.report_of(small)
     attn, before = small.features[3][1].attn, model.features[3][1].attn
-    assert type(attn).__name__ == "SeparateHeadWindowAttention" and attn.num_heads == 2
+    assert type(attn).__name__.startswith("SeparateHeadWindowAttention") and attn.num_heads == 2
     kept = torch.as_tensor(report.layers[2].indices)
-    torch.testing.assert_close(attn.relative_position_bias_table,
-                               before.relative_position_bias_table[:, kept])
+    if version == 1:
+        torch.testing.assert_close(attn.relative_position_bias_table,
+                                   before.relative_position_bias_table[:, kept])
+    else:
+        torch.testing.assert_close(attn.logit_scale, before.logit_scale[kept])
+        torch.testing.assert_close(attn.cpb_mlp[2].weight, before.cpb_mlp[2].weight[kept])
     assert report.params_after == count_params(small) < count_params(model)
     assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
 
 
 def test_swin_attention_that_cannot_be_cut_is_named_not_broken():
-    model, x = _swin(2)  # timm's Swin V2: a per-head logit scale beside the projections
-    with pytest.warns(CorepruneWarning, match="logit_scale"), \
+    model, x = _swin(2)  # timm's Swin V2: query and value biases beside the projections
+    with pytest.warns(CorepruneWarning, match="a parameter 'q_bias'"), \
             pytest.raises(UnsupportedModelError, match="found no attention layer"):
         coreprune.prune(model, example_inputs=x, units="heads", keep_ratio=0.5)
     from torchvision.models.swin_transformer import ShiftedWindowAttention

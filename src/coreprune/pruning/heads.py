@@ -24,11 +24,12 @@ entry per layout), never by importing timm or transformers:
 window attention compute their head width as input width / heads: the pruner's working copy
 holds them as the equal :class:`~coreprune.pruning.layers.SeparateQKVAttention`
 (``separate-qkv``) and :class:`~coreprune.pruning.layers.SeparateHeadWindowAttention`
-(``fused-qkv``), and a layer that lost heads is handed back as one. An ``nn.MultiheadAttention``
-with ``add_bias_kv`` or ``add_zero_attn`` and torchvision's Swin V2 attention (a per-head logit
-scale and bias MLP) are left whole and named in the report. timm's Swin window attention is
-``fused-qkv`` with a relative position bias table per head, cut with the heads (torchvision's
-likewise).
+(``fused-qkv``; V2: ``SeparateHeadWindowAttentionV2``), and a layer that lost heads is handed
+back as one. An ``nn.MultiheadAttention`` with ``add_bias_kv`` or ``add_zero_attn`` is left whole
+and named in the report. Swin window attention is ``fused-qkv`` with a relative position bias
+table per head (V1) or, in torchvision's V2, a logit scale per head and a bias network whose last
+layer has one row per head: cut with the heads. timm's Swin V2 (separate query and value
+biases) is left whole.
 
 Importance (:data:`HEAD_METHODS`): ``output-moment`` (default) scores a unit by the second
 moment of its heads' output values under the moment model of the attention input (the
@@ -143,10 +144,16 @@ def _fused_qkv(name: str, m: nn.Module) -> AttentionLayer | str | None:
     per_head = []
     for pname, p in m.named_parameters(recurse=False):
         if pname == "relative_position_bias_table" and p.dim() == 2 and p.shape[1] == h:
-            per_head.append((m, pname, 1))  # timm's Swin: (positions, heads)
-        else:  # e.g. timm's Swin V2 logit_scale: a parameter this layout does not cut
+            per_head.append((m, pname, 1))  # Swin: (positions, heads)
+        elif pname == "logit_scale" and p.shape == (h, 1, 1):
+            per_head.append((m, pname, 0))  # Swin V2's cosine attention: (heads, 1, 1)
+        else:  # e.g. timm's Swin V2 q_bias: a parameter this layout does not cut
             return (f"an attention layer with a parameter {pname!r} {tuple(p.shape)} beside "
                     "its projections that coreprune does not know how to cut")
+    cpb = getattr(m, "cpb_mlp", None)  # Swin V2: its last layer writes one bias per head
+    if isinstance(cpb, nn.Sequential) and _linear(cpb[-1]) and cpb[-1].out_features == h:
+        per_head += [(cpb[-1], pname, 0) for pname, _ in cpb[-1].named_parameters()]
+        counts.append((cpb[-1], "out_features", 1))
     return AttentionLayer(name, "fused-qkv", (qkv, 0), (qkv, width), (qkv, 2 * width), proj,
                           h, h, hd, counts, per_head)
 
@@ -215,7 +222,9 @@ def _tied_head_width() -> dict[type, str]:
 
     return {ShiftedWindowAttention: "torchvision's Swin window attention (Pruner(units='heads') "
                                     "cuts it as a SeparateHeadWindowAttention)",
-            ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention"}
+            ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention (Pruner("
+                                      "units='heads') cuts it as a "
+                                      "SeparateHeadWindowAttentionV2)"}
 
 
 def _recognise(name: str, m: nn.Module, tied: dict[type, str]) -> AttentionLayer | str | None:

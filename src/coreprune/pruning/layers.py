@@ -18,9 +18,9 @@ name and module.
 ``v_proj`` and ``o_proj`` Linears and a free head count; a layer that kept every head gets an
 ``nn.MultiheadAttention`` back, one that lost heads stays a :class:`SeparateQKVAttention` (a
 plain ``nn.Module`` of coreprune, which :func:`coreprune.load` builds without ``trusted``).
-torchvision's Swin window attention (``ShiftedWindowAttention``) likewise becomes a
-:class:`SeparateHeadWindowAttention`, the same module with a forward that reads its head width
-from ``qkv``.
+torchvision's Swin window attention (``ShiftedWindowAttention``, ``ShiftedWindowAttentionV2``)
+likewise becomes a :class:`SeparateHeadWindowAttention` (``...V2``), the same module with a
+forward that reads its head width from ``qkv``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.swin_transformer import ShiftedWindowAttention
+from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 __all__ = ["is_hf_conv1d", "working_copy", "restore_layers", "update_hf_config",
-           "SeparateQKVAttention", "SeparateHeadWindowAttention"]
+           "SeparateQKVAttention", "SeparateHeadWindowAttention",
+           "SeparateHeadWindowAttentionV2"]
 
 _TANH_GELUS = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUActivation")
 
@@ -197,41 +198,72 @@ def _shifted_window_mask(x: torch.Tensor, padded: tuple[int, int], window: list[
     return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
 
 
+def _window_attention(m: ShiftedWindowAttention, x: torch.Tensor,
+                      logit_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """torchvision's ``shifted_window_attention`` for module ``m`` with head width
+    ``m.qkv.out_features / (3 m.num_heads)`` (torchvision takes input width / heads);
+    ``logit_scale`` (heads, 1, 1): Swin V2's cosine attention. ``x``: (B, H, W, C), returned in
+    the same shape."""
+    b, height, width, c = x.shape
+    wh, ww = m.window_size
+    x = F.pad(x, (0, 0, 0, (ww - width % ww) % ww, 0, (wh - height % wh) % wh))
+    _, ph, pw, _ = x.shape
+    shift = [0 if wh >= ph else m.shift_size[0], 0 if ww >= pw else m.shift_size[1]]
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+    windows, size = (ph // wh) * (pw // ww), wh * ww
+    x = x.view(b, ph // wh, wh, pw // ww, ww, c).permute(0, 1, 3, 2, 4, 5) \
+        .reshape(b * windows, size, c)
+    h = m.num_heads
+    d = m.qkv.out_features // (3 * h)
+    bias = m.qkv.bias
+    if logit_scale is not None and bias is not None:  # V2: the keys take no bias
+        bias = torch.cat([bias[:h * d], torch.zeros_like(bias[h * d:2 * h * d]),
+                          bias[2 * h * d:]])
+    q, k, v = F.linear(x, m.qkv.weight, bias).reshape(b * windows, size, 3, h, d) \
+        .permute(2, 0, 3, 1, 4)
+    if logit_scale is None:
+        attn = (q * d ** -0.5).matmul(k.transpose(-2, -1))
+    else:
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(logit_scale, max=math.log(100.0)).exp()
+    attn = attn + m.get_relative_position_bias()
+    if sum(shift) > 0:
+        mask = _shifted_window_mask(x, (ph, pw), m.window_size, shift)
+        attn = (attn.view(b, windows, h, size, size) + mask.unsqueeze(1).unsqueeze(0)) \
+            .view(-1, h, size, size)
+    attn = F.dropout(F.softmax(attn, dim=-1), p=m.attention_dropout, training=m.training)
+    x = m.proj(attn.matmul(v).transpose(1, 2).reshape(b * windows, size, h * d))
+    x = F.dropout(x, p=m.dropout, training=m.training)
+    x = x.view(b, ph // wh, pw // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
+    if sum(shift) > 0:
+        x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
+    return x[:, :height, :width, :].contiguous()
+
+
 class SeparateHeadWindowAttention(ShiftedWindowAttention):
-    """torchvision's Swin window attention (``ShiftedWindowAttention``, V1) whose head width is
+    """torchvision's Swin window attention (``ShiftedWindowAttention``) whose head width is
     ``qkv.out_features / (3 num_heads)`` instead of the input width / ``num_heads``, so heads can
     be cut (``qkv`` rows, ``proj`` columns, ``relative_position_bias_table`` columns). Same
-    state, same outputs as the parent at full width (torchvision's ``shifted_window_attention``
-    with that head width); ``x``: (B, H, W, C), returned in the same shape."""
+    state, same outputs as the parent at full width; ``x``: (B, H, W, C), returned in the same
+    shape."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, height, width, c = x.shape
-        wh, ww = self.window_size
-        x = F.pad(x, (0, 0, 0, (ww - width % ww) % ww, 0, (wh - height % wh) % wh))
-        _, ph, pw, _ = x.shape
-        shift = [0 if wh >= ph else self.shift_size[0], 0 if ww >= pw else self.shift_size[1]]
-        if sum(shift) > 0:
-            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-        windows, size = (ph // wh) * (pw // ww), wh * ww
-        x = x.view(b, ph // wh, wh, pw // ww, ww, c).permute(0, 1, 3, 2, 4, 5) \
-            .reshape(b * windows, size, c)
-        h = self.num_heads
-        d = self.qkv.out_features // (3 * h)
-        q, k, v = self.qkv(x).reshape(b * windows, size, 3, h, d).permute(2, 0, 3, 1, 4)
-        attn = (q * d ** -0.5).matmul(k.transpose(-2, -1)) + self.get_relative_position_bias()
-        if sum(shift) > 0:
-            mask = _shifted_window_mask(x, (ph, pw), self.window_size, shift)
-            attn = (attn.view(b, windows, h, size, size) + mask.unsqueeze(1).unsqueeze(0)) \
-                .view(-1, h, size, size)
-        attn = F.dropout(F.softmax(attn, dim=-1), p=self.attention_dropout,
-                         training=self.training)
-        x = self.proj(attn.matmul(v).transpose(1, 2).reshape(b * windows, size, h * d))
-        x = F.dropout(x, p=self.dropout, training=self.training)
-        x = x.view(b, ph // wh, pw // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5) \
-            .reshape(b, ph, pw, c)
-        if sum(shift) > 0:
-            x = torch.roll(x, shifts=(shift[0], shift[1]), dims=(1, 2))
-        return x[:, :height, :width, :].contiguous()
+        return _window_attention(self, x)
+
+
+class SeparateHeadWindowAttentionV2(ShiftedWindowAttentionV2):
+    """torchvision's Swin V2 window attention (``ShiftedWindowAttentionV2``) with the head width
+    of :class:`SeparateHeadWindowAttention`; its heads also own ``logit_scale`` rows and rows
+    of the last layer of ``cpb_mlp`` (the relative position bias network)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _window_attention(self, x, self.logit_scale)
+
+
+# torchvision window attention -> its equal with a free head count (working_copy)
+_WINDOW_ATTENTION = {ShiftedWindowAttention: SeparateHeadWindowAttention,
+                     ShiftedWindowAttentionV2: SeparateHeadWindowAttentionV2}
 
 
 def _as_separate_qkv(mha: nn.MultiheadAttention) -> SeparateQKVAttention | None:
@@ -289,8 +321,8 @@ def working_copy(model: nn.Module, split_attention: bool = False
     """A deep copy of ``model`` with every Hugging Face ``Conv1D`` replaced by the equal
     ``nn.Linear``, every tanh-approximate GELU module by ``nn.GELU(approximate="tanh")``, and
     with ``split_attention`` every ``nn.MultiheadAttention`` (but those with ``add_bias_kv`` or
-    ``add_zero_attn``) by the equal :class:`SeparateQKVAttention` and every torchvision
-    ``ShiftedWindowAttention`` by the equal :class:`SeparateHeadWindowAttention` (module
+    ``add_zero_attn``) by the equal :class:`SeparateQKVAttention` and every torchvision Swin
+    window attention by the equal :class:`SeparateHeadWindowAttention` (V2: ``...V2``) (module
     docstring); ``model`` is not modified.
 
     Returns:
@@ -307,9 +339,9 @@ def working_copy(model: nn.Module, split_attention: bool = False
             sep = _as_separate_qkv(m)
             if sep is not None:
                 new[name] = sep
-        elif split_attention and type(m) is ShiftedWindowAttention:
+        elif split_attention and type(m) in _WINDOW_ATTENTION:
             new[name] = copy.deepcopy(m)
-            new[name].__class__ = SeparateHeadWindowAttention  # same state, free head width
+            new[name].__class__ = _WINDOW_ATTENTION[type(m)]  # same state, free head width
         if name in new:
             replaced[name] = m
     for name, m in new.items():
@@ -321,9 +353,9 @@ def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
     """Undo :func:`working_copy`'s replacements in ``model``, in place: each ``Linear`` that
     was a ``Conv1D`` becomes a ``Conv1D`` of its current (possibly pruned) widths with the same
     outputs; each activation gets its original module back; each
-    :class:`SeparateQKVAttention` or :class:`SeparateHeadWindowAttention` that kept every
-    head becomes an ``nn.MultiheadAttention`` or ``ShiftedWindowAttention`` with its outputs
-    (one that lost heads stays)."""
+    :class:`SeparateQKVAttention` or Swin window attention that kept every head becomes an
+    ``nn.MultiheadAttention`` or the torchvision class it was, with its outputs (one that lost
+    heads stays)."""
     for name, old in replaced.items():
         current = model.get_submodule(name)
         if is_hf_conv1d(old):
