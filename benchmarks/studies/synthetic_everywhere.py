@@ -2,12 +2,12 @@
 (``moment_model="synthetic"``) rather than only where the analytic model cannot follow
 (``"auto"``, the default)? Greedy + reconstruct and L1 + reconstruct under both, 30 / 50 / 70%
 of parameters removed, before fine-tuning, the whole test set, on the CPU-trained models of
-resnet20_fmnist32_cpu.yaml, tv_mobilenet_v3_small_fmnist32_cpu.yaml and
-tv_efficientnet_b0_fmnist32_cpu.yaml (the earlier evidence, one GPU-trained ResNet-20 and
-ResNet-56, is in cnn_moment_models.log).
+resnet20_fmnist32_cpu.yaml, tv_mobilenet_v3_small_fmnist32_cpu.yaml,
+tv_efficientnet_b0_fmnist32_cpu.yaml and tv_shufflenet_v2_x0_5_fmnist32_cpu.yaml (the earlier
+evidence, one GPU-trained ResNet-20 and ResNet-56, is in cnn_moment_models.log).
 
     python benchmarks/studies/synthetic_everywhere.py   # ~30 minutes on 2 CPU cores (plus
-                                                       # ~70 to train the models if not cached)
+                                                       # ~80 to train the models if not cached)
 
 Writes ``benchmarks/results/studies/synthetic_everywhere.{json,log}``.
 """
@@ -21,7 +21,7 @@ from _outputs import patched_rule_tables
 from coreprune.pruning import Pruner
 
 CONFIGS = ("resnet20_fmnist32_cpu", "tv_mobilenet_v3_small_fmnist32_cpu",
-           "tv_efficientnet_b0_fmnist32_cpu")
+           "tv_efficientnet_b0_fmnist32_cpu", "tv_shufflenet_v2_x0_5_fmnist32_cpu")
 LEVELS = (0.3, 0.5, 0.7)
 SETTINGS = tuple((f"{label} | {model_of}",
                   lambda level, method=method, options=options, model_of=model_of: Pruner(
