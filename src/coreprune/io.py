@@ -10,12 +10,12 @@ such files still load.
 Loading runs no code from the file unless the caller says it is trusted: by default the file is
 read by PyTorch's restricted unpickler (``weights_only=True``), which builds tensors, plain
 containers and numbers, and here also the module classes of ``torch.nn``, torchvision,
-coreprune's zoo and the attention layers a head cut hands back (``SeparateQKVAttention``,
-``SeparateHeadWindowAttention``; their ``__setstate__`` only restores attributes). A module that
-needs any other class (a model class of one's own, or a payload) is refused with a message naming
-it; ``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in full, and
-``load(path, model=MyNet())`` loads the weights into the user's own unpruned architecture,
-resized to them (:func:`load_resized`), with nothing unpickled but tensors.
+coreprune's zoo and the attention layers a head cut hands back (``SeparateQKVAttention`` and
+the others of :mod:`coreprune.pruning.layers`; their ``__setstate__`` only restores attributes).
+A module that needs any other class (a model class of one's own, or a payload) is refused with a
+message naming it; ``trusted=True`` (``--trust-pickle`` on the command line) unpickles it in
+full, and ``load(path, model=MyNet())`` loads the weights into the user's own unpruned
+architecture, resized to them (:func:`load_resized`), with nothing unpickled but tensors.
 """
 
 from __future__ import annotations

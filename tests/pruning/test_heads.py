@@ -256,6 +256,29 @@ def test_torchvision_swin_heads_are_cut_with_their_relative_position_bias(versio
     assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
 
 
+def test_torchvision_maxvit_heads_are_cut_with_their_relative_position_bias():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.MaxVit((32, 32), 8, 2, [16, 32], [1, 1], head_dim=4,
+                                      stochastic_depth_prob=0.0, num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model(x)
+    same = _prune(model, x, keep_ratio=1.0)
+    torch.testing.assert_close(same(x), ref)
+    small = _prune(model, x, keep_ratio=0.5)
+    report = coreprune.report_of(small)
+    assert [(r.n_units, r.kept) for r in report.layers] == [(4, 2), (4, 2), (8, 4), (8, 4)]
+    name = report.layers[2].name
+    attn, before = small.get_submodule(name), model.get_submodule(name)
+    assert type(attn).__name__ == "SeparateHeadRelativeAttention" and attn.n_heads == 4
+    kept = torch.as_tensor(report.layers[2].indices)
+    torch.testing.assert_close(attn.relative_position_bias_table,
+                               before.relative_position_bias_table[:, kept])
+    assert report.params_after == count_params(small) < count_params(model)
+    assert small(x).shape == ref.shape and torch.isfinite(small(x)).all()
+
+
 def test_swin_attention_that_cannot_be_cut_is_named_not_broken():
     model, x = _swin(2)  # timm's Swin V2: query and value biases beside the projections
     with pytest.warns(CorepruneWarning, match="a parameter 'q_bias'"), \

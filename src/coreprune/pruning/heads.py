@@ -18,7 +18,10 @@ entry per layout), never by importing timm or transformers:
   copy);
 * ``bert``: a module whose child (``self`` or ``attention``) holds ``query``, ``key``, ``value``
   and ``num_attention_heads``, and whose ``output.dense`` is the output projection (BERT,
-  RoBERTa, Hugging Face ViT).
+  RoBERTa, Hugging Face ViT);
+* ``maxvit``: ``to_qkv`` and ``merge`` with ``n_heads``, ``head_dim`` and a relative position
+  bias table per head (torchvision's MaxViT, as
+  :class:`~coreprune.pruning.layers.SeparateHeadRelativeAttention` in the working copy).
 
 ``nn.MultiheadAttention`` (torchvision's ViT, ``nn.Transformer*Layer``) and torchvision's Swin
 window attention compute their head width as input width / heads: the pruner's working copy
@@ -158,6 +161,21 @@ def _fused_qkv(name: str, m: nn.Module) -> AttentionLayer | str | None:
                           h, h, hd, counts, per_head)
 
 
+def _maxvit(name: str, m: nn.Module) -> AttentionLayer | None:
+    to_qkv, merge = getattr(m, "to_qkv", None), getattr(m, "merge", None)
+    h, hd = getattr(m, "n_heads", None), getattr(m, "head_dim", None)
+    table = getattr(m, "relative_position_bias_table", None)
+    if not (_linear(to_qkv) and _linear(merge) and isinstance(h, int) and isinstance(hd, int)
+            and isinstance(table, nn.Parameter) and table.dim() == 2 and table.shape[1] == h):
+        return None
+    width = h * hd
+    if to_qkv.out_features != 3 * width or merge.in_features != width:
+        return None
+    return AttentionLayer(name, "maxvit", (to_qkv, 0), (to_qkv, width), (to_qkv, 2 * width),
+                          merge, h, h, hd, [(m, "n_heads", 1)],
+                          [(m, "relative_position_bias_table", 1)])
+
+
 def _gpt2(name: str, m: nn.Module) -> AttentionLayer | None:
     c_attn, c_proj = getattr(m, "c_attn", None), getattr(m, "c_proj", None)
     h, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
@@ -207,7 +225,8 @@ def _bert(name: str, m: nn.Module) -> AttentionLayer | None:
 # recognisers of attention layouts, tried in order on every module (module docstring): the
 # layer, None (not this layout), or why a layer of this layout cannot be cut
 ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | str | None]] = {
-    "fused-qkv": _fused_qkv, "gpt2": _gpt2, "separate-qkv": _separate_qkv, "bert": _bert}
+    "fused-qkv": _fused_qkv, "gpt2": _gpt2, "separate-qkv": _separate_qkv, "bert": _bert,
+    "maxvit": _maxvit}
 
 
 def _tied_head_width() -> dict[type, str]:
@@ -215,6 +234,7 @@ def _tied_head_width() -> dict[type, str]:
     cutting a head would break them: class -> what the report calls it (``nn.MultiheadAttention``:
     :func:`_recognise`). The pruner's working copy holds those it can cut as their
     :mod:`~coreprune.pruning.layers` equals."""
+    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
     from torchvision.models.swin_transformer import (
         ShiftedWindowAttention,
         ShiftedWindowAttentionV2,
@@ -224,7 +244,10 @@ def _tied_head_width() -> dict[type, str]:
                                     "cuts it as a SeparateHeadWindowAttention)",
             ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention (Pruner("
                                       "units='heads') cuts it as a "
-                                      "SeparateHeadWindowAttentionV2)"}
+                                      "SeparateHeadWindowAttentionV2)",
+            RelativePositionalMultiHeadAttention: "torchvision's MaxViT attention (Pruner("
+                                                  "units='heads') cuts it as a "
+                                                  "SeparateHeadRelativeAttention)"}
 
 
 def _recognise(name: str, m: nn.Module, tied: dict[type, str]) -> AttentionLayer | str | None:

@@ -19,8 +19,9 @@ name and module.
 ``nn.MultiheadAttention`` back, one that lost heads stays a :class:`SeparateQKVAttention` (a
 plain ``nn.Module`` of coreprune, which :func:`coreprune.load` builds without ``trusted``).
 torchvision's Swin window attention (``ShiftedWindowAttention``, ``ShiftedWindowAttentionV2``)
-likewise becomes a :class:`SeparateHeadWindowAttention` (``...V2``), the same module with a
-forward that reads its head width from ``qkv``.
+and MaxViT attention (``RelativePositionalMultiHeadAttention``) likewise become a
+:class:`SeparateHeadWindowAttention` (``...V2``) and a :class:`SeparateHeadRelativeAttention`:
+the same module with a forward whose head width does not follow the input width.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
 from torchvision.models.swin_transformer import ShiftedWindowAttention, ShiftedWindowAttentionV2
 
 __all__ = ["is_hf_conv1d", "working_copy", "restore_layers", "update_hf_config",
            "SeparateQKVAttention", "SeparateHeadWindowAttention",
-           "SeparateHeadWindowAttentionV2"]
+           "SeparateHeadWindowAttentionV2", "SeparateHeadRelativeAttention"]
 
 _TANH_GELUS = ("NewGELUActivation", "FastGELUActivation", "AccurateGELUActivation")
 
@@ -261,9 +263,29 @@ class SeparateHeadWindowAttentionV2(ShiftedWindowAttentionV2):
         return _window_attention(self, x, self.logit_scale)
 
 
-# torchvision window attention -> its equal with a free head count (working_copy)
+class SeparateHeadRelativeAttention(RelativePositionalMultiHeadAttention):
+    """torchvision MaxViT's attention (``RelativePositionalMultiHeadAttention``) whose output
+    before ``merge`` is ``n_heads * head_dim`` wide instead of the input width, so heads can be
+    cut (``to_qkv`` rows, ``merge`` columns, ``relative_position_bias_table`` columns). Same
+    state, same outputs as the parent at full width; ``x``: (B, G, P, D), returned in the same
+    shape."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, g, p, _ = x.shape
+        h, d = self.n_heads, self.head_dim
+        q, k, v = (t.reshape(b, g, p, h, d).permute(0, 1, 3, 2, 4)
+                   for t in torch.chunk(self.to_qkv(x), 3, dim=-1))
+        attn = torch.einsum("bghid,bghjd->bghij", q, k * self.scale_factor)
+        attn = F.softmax(attn + self.get_relative_positional_bias(), dim=-1)
+        out = torch.einsum("bghij,bghjd->bghid", attn, v)
+        return self.merge(out.permute(0, 1, 3, 2, 4).reshape(b, g, p, h * d))
+
+
+# torchvision attention whose head width is tied to its input -> its equal with a free head
+# count (working_copy)
 _WINDOW_ATTENTION = {ShiftedWindowAttention: SeparateHeadWindowAttention,
-                     ShiftedWindowAttentionV2: SeparateHeadWindowAttentionV2}
+                     ShiftedWindowAttentionV2: SeparateHeadWindowAttentionV2,
+                     RelativePositionalMultiHeadAttention: SeparateHeadRelativeAttention}
 
 
 def _as_separate_qkv(mha: nn.MultiheadAttention) -> SeparateQKVAttention | None:
@@ -322,8 +344,8 @@ def working_copy(model: nn.Module, split_attention: bool = False
     ``nn.Linear``, every tanh-approximate GELU module by ``nn.GELU(approximate="tanh")``, and
     with ``split_attention`` every ``nn.MultiheadAttention`` (but those with ``add_bias_kv`` or
     ``add_zero_attn``) by the equal :class:`SeparateQKVAttention` and every torchvision Swin
-    window attention by the equal :class:`SeparateHeadWindowAttention` (V2: ``...V2``) (module
-    docstring); ``model`` is not modified.
+    window or MaxViT attention by its equal of this module (module docstring); ``model`` is
+    not modified.
 
     Returns:
         ``(copy, {module path: the module it replaced})``, for :func:`restore_layers`.
@@ -349,6 +371,10 @@ def working_copy(model: nn.Module, split_attention: bool = False
     return work, replaced
 
 
+def _heads(attention: nn.Module) -> int:
+    return getattr(attention, "num_heads", None) or attention.n_heads
+
+
 def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
     """Undo :func:`working_copy`'s replacements in ``model``, in place: each ``Linear`` that
     was a ``Conv1D`` becomes a ``Conv1D`` of its current (possibly pruned) widths with the same
@@ -364,8 +390,8 @@ def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
             if current.num_heads * current.head_dim == current.embed_dim == old.embed_dim \
                     and current.num_heads == old.num_heads:
                 _replace(model, name, _as_multihead(current))
-        elif isinstance(old, ShiftedWindowAttention):
-            if current.num_heads == old.num_heads:
+        elif type(old) in _WINDOW_ATTENTION:
+            if _heads(current) == _heads(old):
                 current.__class__ = type(old)
         else:
             _replace(model, name, old)

@@ -473,8 +473,8 @@ class Pruner:
             raise UnsupportedModelError(
                 f"found no attention layer whose heads coreprune can cut in "
                 f"{type(model).__name__}: it recognises nn.MultiheadAttention, torchvision's "
-                "Swin and the layouts of timm's ViT and Swin, Hugging Face GPT-2, BERT and "
-                "LLaMA-style models (coreprune.pruning.heads); prune its neurons with "
+                "Swin and MaxViT and the layouts of timm's ViT and Swin, Hugging Face GPT-2, "
+                "BERT and LLaMA-style models (coreprune.pruning.heads); prune its neurons with "
                 "units='neurons'")
         keep = self._given_keep_counts(layers, "attention layers")
         if keep is None:
