@@ -274,7 +274,8 @@ def test_channel_search_is_deeper_while_tracing_and_restored_after():
 def test_channel_shuffle_leaves_its_channels_whole_and_prunes_the_block_interiors():
     """torchvision's ShuffleNet-V2: Torch-Pruning cannot map the channel shuffle's reshape (it
     divides by zero); the channels that pass through it stay whole and named, the channels
-    inside each branch (1x1 conv, depthwise conv, 1x1 conv) are cut with no permutation."""
+    inside each branch (1x1 conv, depthwise conv, 1x1 conv) are cut with no permutation, and
+    the default (greedy + reconstruct) runs on it."""
     import torchvision
 
     from coreprune.pruning.groups import opaque_reshapes
@@ -299,3 +300,8 @@ def test_channel_shuffle_leaves_its_channels_whole_and_prunes_the_block_interior
     torch.testing.assert_close(after[0].weight, before[0].weight[kept])
     torch.testing.assert_close(after[3].weight, before[3].weight[kept])
     torch.testing.assert_close(after[5].weight, before[5].weight[:, kept])
+    with pytest.warns(coreprune.CorepruneWarning, match="channel shuffle"):  # the default
+        default = Pruner(params_removed=0.2, synthetic_inputs=4, synthetic_steps=2)
+        small = default.fit_transform(model, x[:1])
+    assert torch.isfinite(small(x)).all() and default.report_.params_after == count_params(small)
+    assert "reconstruct" in [lr.info["compensation"] for lr in default.report_.layers]
