@@ -349,19 +349,19 @@ def main(argv: list[str] | None = None) -> int:
                 "parameters).", ""]
     head += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     todo = specs(args)
-    speed = ""
+
+    def summary(rows: list[dict]) -> str:
+        return (speed_summary(rows) if args.units == "neurons" else
+                "Speed: not compared (Torch-Pruning not run on heads).")
 
     def write() -> list[dict]:
-        nonlocal speed
         rows = [done[s] for s in todo if s in done] + [r for s, r in done.items()
                                                        if s not in todo]
-        speed = (speed_summary(rows) if args.units == "neurons" else
-                 "Speed: not compared (Torch-Pruning not run on heads).")
         io.write_json(out.with_suffix(".json"), {"args": {k: v for k, v in vars(args).items()
                                                           if k != "child"}, "rows": rows},
                       overwrite=True)
         io.atomic_write_bytes(out.with_suffix(".md"), ("\n".join(
-            head + [_fmt(r) for r in rows] + ["", speed]) + "\n").encode(), True)
+            head + [_fmt(r) for r in rows] + ["", summary(rows)]) + "\n").encode(), True)
         return rows
 
     for spec in todo:
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         done[spec] = row
         print(_fmt(row), flush=True)
         write()
-    print(write() and speed)  # also rewrites the table of a finished run (--resume)
+    print(summary(write()))  # also rewrites the table of a finished run (--resume)
     return 0
 
 

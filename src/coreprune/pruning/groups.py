@@ -272,6 +272,7 @@ CHANNEL_SEARCH_STEPS = 5000
 
 # graph -> its reshape nodes whose channel mapping Torch-Pruning could not infer
 _OPAQUE_RESHAPES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TP_RESHAPE_MAPPING = tp_index_mapping.update_reshape_index_mapping  # Torch-Pruning's own
 
 
 def _tolerant_reshape_mapping(graph: tp.DependencyGraph, node: tp.Node) -> None:
@@ -282,9 +283,6 @@ def _tolerant_reshape_mapping(graph: tp.DependencyGraph, node: tp.Node) -> None:
         _TP_RESHAPE_MAPPING(graph, node)
     except ZeroDivisionError:
         _OPAQUE_RESHAPES.setdefault(graph, set()).add(node)
-
-
-_TP_RESHAPE_MAPPING = tp_index_mapping.update_reshape_index_mapping
 
 
 def opaque_reshapes(graph: tp.DependencyGraph) -> set:

@@ -62,6 +62,7 @@ from ..reconstruction import head_output_moments
 from ..registry import Registry
 from .budget import CostModel, _Term
 from .groups import _linear_input, rms_norm_weight
+from .layers import TIED_HEAD_ATTENTION
 
 __all__ = ["AttentionLayer", "ATTENTION_KINDS", "HEAD_METHODS", "HEAD_COMPENSATIONS",
            "HeadImportance", "find_attention_layers", "head_arrays", "apply_head_selection",
@@ -232,22 +233,10 @@ ATTENTION_KINDS: dict[str, Callable[[str, nn.Module], AttentionLayer | str | Non
 def _tied_head_width() -> dict[type, str]:
     """Attention modules whose forward computes the head width as input width / heads, so
     cutting a head would break them: class -> what the report calls it (``nn.MultiheadAttention``:
-    :func:`_recognise`). The pruner's working copy holds those it can cut as their
-    :mod:`~coreprune.pruning.layers` equals."""
-    from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
-    from torchvision.models.swin_transformer import (
-        ShiftedWindowAttention,
-        ShiftedWindowAttentionV2,
-    )
-
-    return {ShiftedWindowAttention: "torchvision's Swin window attention (Pruner(units='heads') "
-                                    "cuts it as a SeparateHeadWindowAttention)",
-            ShiftedWindowAttentionV2: "torchvision's Swin V2 window attention (Pruner("
-                                      "units='heads') cuts it as a "
-                                      "SeparateHeadWindowAttentionV2)",
-            RelativePositionalMultiHeadAttention: "torchvision's MaxViT attention (Pruner("
-                                                  "units='heads') cuts it as a "
-                                                  "SeparateHeadRelativeAttention)"}
+    :func:`_recognise`). The pruner's working copy holds them as their
+    :data:`~coreprune.pruning.layers.TIED_HEAD_ATTENTION` equals."""
+    return {cls: f"{label} (Pruner(units='heads') cuts it as a {equal.__name__})"
+            for cls, (equal, label) in TIED_HEAD_ATTENTION.items()}
 
 
 def _recognise(name: str, m: nn.Module, tied: dict[type, str]) -> AttentionLayer | str | None:

@@ -281,11 +281,15 @@ class SeparateHeadRelativeAttention(RelativePositionalMultiHeadAttention):
         return self.merge(out.permute(0, 1, 3, 2, 4).reshape(b, g, p, h * d))
 
 
-# torchvision attention whose head width is tied to its input -> its equal with a free head
-# count (working_copy)
-_WINDOW_ATTENTION = {ShiftedWindowAttention: SeparateHeadWindowAttention,
-                     ShiftedWindowAttentionV2: SeparateHeadWindowAttentionV2,
-                     RelativePositionalMultiHeadAttention: SeparateHeadRelativeAttention}
+# torchvision attention whose head width is tied to its input width -> (its equal with a free
+# head count, which working_copy swaps in; what a report calls it)
+TIED_HEAD_ATTENTION: dict[type, tuple[type, str]] = {
+    ShiftedWindowAttention: (SeparateHeadWindowAttention,
+                             "torchvision's Swin window attention"),
+    ShiftedWindowAttentionV2: (SeparateHeadWindowAttentionV2,
+                               "torchvision's Swin V2 window attention"),
+    RelativePositionalMultiHeadAttention: (SeparateHeadRelativeAttention,
+                                           "torchvision's MaxViT attention")}
 
 
 def _as_separate_qkv(mha: nn.MultiheadAttention) -> SeparateQKVAttention | None:
@@ -361,9 +365,9 @@ def working_copy(model: nn.Module, split_attention: bool = False
             sep = _as_separate_qkv(m)
             if sep is not None:
                 new[name] = sep
-        elif split_attention and type(m) in _WINDOW_ATTENTION:
+        elif split_attention and type(m) in TIED_HEAD_ATTENTION:
             new[name] = copy.deepcopy(m)
-            new[name].__class__ = _WINDOW_ATTENTION[type(m)]  # same state, free head width
+            new[name].__class__ = TIED_HEAD_ATTENTION[type(m)][0]  # same state, free width
         if name in new:
             replaced[name] = m
     for name, m in new.items():
@@ -378,10 +382,9 @@ def _heads(attention: nn.Module) -> int:
 def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
     """Undo :func:`working_copy`'s replacements in ``model``, in place: each ``Linear`` that
     was a ``Conv1D`` becomes a ``Conv1D`` of its current (possibly pruned) widths with the same
-    outputs; each activation gets its original module back; each
-    :class:`SeparateQKVAttention` or Swin window attention that kept every head becomes an
-    ``nn.MultiheadAttention`` or the torchvision class it was, with its outputs (one that lost
-    heads stays)."""
+    outputs; each activation gets its original module back; each attention module that kept
+    every head becomes the ``nn.MultiheadAttention`` or torchvision class it was, with its
+    outputs (one that lost heads stays)."""
     for name, old in replaced.items():
         current = model.get_submodule(name)
         if is_hf_conv1d(old):
@@ -390,7 +393,7 @@ def restore_layers(model: nn.Module, replaced: dict[str, nn.Module]) -> None:
             if current.num_heads * current.head_dim == current.embed_dim == old.embed_dim \
                     and current.num_heads == old.num_heads:
                 _replace(model, name, _as_multihead(current))
-        elif type(old) in _WINDOW_ATTENTION:
+        elif type(old) in TIED_HEAD_ATTENTION:
             if _heads(current) == _heads(old):
                 current.__class__ = type(old)
         else:
