@@ -38,7 +38,7 @@ from .models import MODELS, build_model_for_split
 from .pruning import default_example_inputs
 from .pruning.heads import DEFAULT_HEAD_METHOD, HEAD_COMPENSATIONS, HEAD_METHODS
 from .pruning.peers import PEERS
-from .pruning.pruner import DEFAULT_METHOD, UNITS
+from .pruning.pruner import DEFAULT_METHOD, MOMENT_MODELS, UNITS
 from .train import FINETUNE_EPOCHS, FINETUNE_LR, FINETUNE_OPTIMIZER, evaluate, train
 from .verify import verify_checkpoint_record
 
@@ -496,10 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-prior", nargs=2, type=float, metavar=("MEAN", "STD"),
                    help="the input model of the reconstruction: independent N(MEAN, STD^2) per "
                         "input element, in the model's input coordinates (default 0 1)")
-    p.add_argument("--moment-model", choices=("auto", "analytic", "synthetic"),
+    p.add_argument("--moment-model", choices=MOMENT_MODELS,
                    help="the moment model of the reconstruction (default auto: analytic where it "
                         "follows the network, inputs matched to the BatchNorm statistics behind "
-                        "residual additions)")
+                        "residual additions; inverted: inputs inverted from a classifier's "
+                        "scores)")
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
                         "ReLU, leaky ReLU and GELU, Monte Carlo otherwise)")

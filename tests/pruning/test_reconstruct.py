@@ -112,13 +112,21 @@ class _Residual(nn.Module):
 
 def test_unsupported_paths_fall_back_and_say_why():
     torch.manual_seed(0)
-    p = Pruner("coreset", keep_ratio=0.5)
+    p = Pruner("coreset", keep_ratio=0.5, moment_model="analytic")
     out = p.fit_transform(_Residual().eval(), torch.randn(2, 6))
     infos = {lr.name: lr.info for lr in p.report_.layers}
     assert infos["fc1"]["compensation"] == "reconstruct"
     assert infos["fc3"]["compensation"].startswith("none (fallback")
     assert "AddBackward0" in infos["fc3"]["moment_model"]
     assert out(torch.randn(4, 6)).shape == (4, 3)
+    # the default on this classifier (no convolution, no normalisation) mixes the prior with
+    # inputs inverted from its scores, which reach the layer behind the residual sum too
+    auto = Pruner("coreset", keep_ratio=0.5, synthetic_inputs=32, synthetic_steps=5)
+    auto.fit_transform(_Residual().eval(), torch.randn(2, 6))
+    infos = {lr.name: lr.info for lr in auto.report_.layers}
+    assert "mixed with 32 inputs inverted" in infos["fc1"]["moment_model"]
+    assert infos["fc3"]["compensation"] == "reconstruct"
+    assert infos["fc3"]["moment_model"].startswith("32 inputs inverted")
 
 
 def test_residual_cnn_blocks_use_a_local_prior_or_synthetic_inputs_and_say_so():
@@ -179,6 +187,63 @@ def test_synthetic_inputs_match_the_batchnorm_statistics_and_are_seeded():
     assert 0.3 < a.mean() < 0.7 and 1.5 < a.std() < 2.5
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert all(p.requires_grad for p in net.parameters()) and not net.training
+
+
+def test_inverted_inputs_are_assigned_their_classes_seeded_and_leave_the_model_as_it_was():
+    from coreprune.pruning.propagation import InputPrior
+    from coreprune.pruning.synthesis import class_inverted_inputs
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.Tanh(), nn.Linear(16, 3)).train()
+    x = torch.randn(2, 10)
+    before = [p.detach().clone() for p in model.parameters()]
+    a, share = class_inverted_inputs(model, x, InputPrior(), n=60, steps=80, seed=1)
+    b, _ = class_inverted_inputs(model, x, InputPrior(), n=60, steps=80, seed=1)
+    c, _ = class_inverted_inputs(model, x, InputPrior(), n=60, steps=80, seed=2)
+    assert a.shape == (60, 10) and share > 0.9  # input i is assigned to class i mod 3
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.3 < a.std().item() < 3.0  # the scale penalty keeps them near the prior's scale
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+def test_inverted_moments_need_a_classifier_and_fold_copies_exactly():
+    from coreprune.errors import InvalidArgumentError
+
+    model = _redundant_mlp()
+    x = torch.randn(256, 10)
+    p = Pruner(KeepFirst(), layer_ratios={"1": 5 / 8}, compensate="reconstruct",
+               moment_model="inverted", synthetic_inputs=64, synthetic_steps=20)
+    out = p.fit_transform(model, x[:2])
+    layer = p.report_.layers[0]
+    assert "inverted from the class scores" in layer.info["moment_model"]
+    assert p.report_.target["synthesis"]["kind"] == "inverted"
+    # the removed units are a multiple, a copy and a zero unit of kept ones: exact on any inputs
+    assert (out(x) - model(x)).abs().max().item() < 1e-4
+    dense = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    with pytest.raises(InvalidArgumentError, match="needs a classifier"):
+        Pruner("greedy", keep_ratio=0.5, moment_model="inverted").fit(dense,
+                                                                      torch.randn(2, 1, 6, 6))
+
+
+@pytest.mark.library_inversion
+def test_the_default_mixes_the_prior_with_inverted_inputs_only_on_fully_connected_classifiers():
+    p = Pruner(keep_ratio=0.5)
+    p.fit_transform(_redundant_mlp(), torch.randn(2, 10))
+    syn = p.report_.target["synthesis"]
+    assert (syn["kind"], syn["inputs"], syn["steps"], syn["used"]) == ("inverted", 2048, 300,
+                                                                       True)
+    assert p.report_.layers[0].info["moment_model"].startswith(
+        "the input prior, mixed with 2048 inputs inverted from the class scores")
+    # a convolution, a normalisation layer or an output that is not class scores: as before
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 3))
+    normed = nn.Sequential(nn.LayerNorm(10), nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    regressor = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 1))
+    for model, x in ((conv, torch.randn(2, 1, 4, 4)), (normed, torch.randn(2, 10)),
+                     (regressor, torch.randn(2, 10))):
+        p = Pruner(keep_ratio=0.5)
+        p.fit_transform(model.eval(), x)
+        assert "inverted" not in repr(p.report_.target.get("synthesis")), model
 
 
 def test_prior_samples_of_a_mixture_take_each_component_in_turn():

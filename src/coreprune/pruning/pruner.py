@@ -68,7 +68,15 @@ from .heads import (
 )
 from .layers import restore_layers, update_hf_config, update_hf_head_config, working_copy
 from .propagation import InputPrior, analytic_moments
-from .synthesis import AutoMoments, SampledMoments, batchnorm_matched_inputs, synthesis_flops
+from .synthesis import (
+    AutoMoments,
+    PriorAndSampledMoments,
+    SampledMoments,
+    batchnorm_matched_inputs,
+    class_inverted_inputs,
+    class_scores_width,
+    synthesis_flops,
+)
 
 ALLOCATIONS = ("uniform", "sensitivity", "error")
 # allocation="error": every layer keeps at least this share of what the uniform allocation keeps
@@ -80,13 +88,29 @@ UNITS = ("neurons", "heads")
 # its mean output under the moment model lost on almost every trained ViT measured
 # (docs/method.md §5)
 DEFAULT_HEAD_COMPENSATION = "none"
-MOMENT_MODELS = ("auto", "analytic", "synthetic")
+MOMENT_MODELS = ("auto", "analytic", "synthetic", "inverted")
+# how many inputs and Adam steps each synthesis takes when synthetic_inputs / synthetic_steps are
+# None: BatchNorm matching measures channels at every position (64 images are many samples);
+# class inversion of a flat classifier gets one sample of each unit per input
+SYNTHESIS_DEFAULTS = {"synthetic": (64, 100), "inverted": (2048, 300)}
 # the method of ``prune`` and ``Pruner`` when none is named: greedy selection with least-squares
 # reconstruction, the most accurate data-free setting measured (docs/results.md)
 DEFAULT_METHOD = "greedy"
 
 __all__ = ["Pruner", "PruneReport", "LayerReport", "prune", "report_of", "check_model",
            "default_example_inputs"]
+
+
+def inverts_by_default(model: nn.Module, example_inputs: torch.Tensor) -> bool:
+    """Whether ``moment_model="auto"`` mixes the prior with inputs inverted from the class
+    scores: ``model`` is a classifier (float inputs, scores of shape (batch, classes)) made of
+    fully connected layers with no normalisation layer (no convolution, nothing whose class name
+    has "Norm"): the models it was measured on, where nothing else tells the inputs apart
+    (``benchmarks/studies/inverted_inputs.py``)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd) or "Norm" in type(m).__name__:
+            return False
+    return class_scores_width(model, example_inputs) is not None
 
 
 @dataclass
@@ -269,15 +293,23 @@ class Pruner:
         moment_model: ``"analytic"`` (Gaussian moments propagated from the input prior,
             :mod:`~coreprune.pruning.propagation`), ``"synthetic"`` (moments measured on
             ``synthetic_inputs`` inputs optimised for ``synthetic_steps`` Adam steps to match
-            the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`), or
-            ``"auto"`` (default): the analytic model wherever it follows the network, synthetic
-            inputs for the groups where it would use its local prior (after residual
-            additions), if the model has BatchNorm and the synthesis costs at most
-            ``synthesis_budget`` FLOPs (``3 x forward x inputs x steps``; 1e13 is a few minutes
-            on 2 CPU cores, seconds on a GPU), else the local prior. Measured on ResNet-56 at
-            50%: greedy + reconstruct 49.45 (local prior) vs 88.15 (synthetic inputs;
-            ``benchmarks/results/studies/cnn_moment_models.log``); on VGG-16 the
-            analytic model is as good and much faster.
+            the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`),
+            ``"inverted"`` (moments measured on ``synthetic_inputs`` inputs that a classifier
+            assigns to its classes in turn, optimised for ``synthetic_steps`` Adam steps from
+            the prior: :func:`~coreprune.pruning.synthesis.class_inverted_inputs`; for
+            classifiers without BatchNorm, docs/method.md §4), or ``"auto"`` (default): the
+            analytic model wherever it follows the network, synthetic inputs for the groups
+            where it would use its local prior (after residual additions), if the model has
+            BatchNorm and the synthesis costs at most ``synthesis_budget`` FLOPs
+            (``3 x forward x inputs x steps``; 1e13 is a few minutes on 2 CPU cores, seconds
+            on a GPU), else the local prior. Measured on ResNet-56 at 50%: greedy +
+            reconstruct 49.45 (local prior) vs 88.15 (synthetic inputs;
+            ``benchmarks/results/studies/cnn_moment_models.log``); on VGG-16 the analytic
+            model is as good and much faster.
+        synthetic_inputs, synthetic_steps: the synthesis's inputs and Adam steps; ``None``
+            takes :data:`SYNTHESIS_DEFAULTS` (64 and 100 for ``"synthetic"``, 2,048 and 300
+            for ``"inverted"``).
+        synthesis_budget: the most FLOPs ``"auto"`` spends on a synthesis.
         ignored_layers: modules whose groups are left alone.
         progress: show a progress bar over groups.
         device: the device the model must be on (``None``: any single device).
@@ -318,8 +350,8 @@ class Pruner:
                  device: str | torch.device | None = None, allocation: str = "uniform",
                  compensate: str | bool | Compensation | None = None,
                  input_prior: InputPrior | tuple | None = None, moment_method: str = "auto",
-                 moment_model: str = "auto", synthetic_inputs: int = 64,
-                 synthetic_steps: int = 100, synthesis_budget: float = 1e13,
+                 moment_model: str = "auto", synthetic_inputs: int | None = None,
+                 synthetic_steps: int | None = None, synthesis_budget: float = 1e13,
                  min_keep_fraction: float = 0.1, units: str = "neurons",
                  **options: Any) -> None:
         given = {k: v for k, v in {"params_removed": params_removed, "flops_removed": flops_removed,
@@ -387,7 +419,8 @@ class Pruner:
         self.moment_model = moment_model
         for name, v in (("synthetic_inputs", synthetic_inputs),
                         ("synthetic_steps", synthetic_steps)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < (2 if "inputs" in name else 0):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or v < (2 if "inputs" in name else 0)):
                 raise InvalidArgumentError(f"{name} must be a positive integer, got {v!r}")
         self.synthetic_inputs, self.synthetic_steps = synthetic_inputs, synthetic_steps
         if not float(synthesis_budget) >= 0:
@@ -667,37 +700,56 @@ class Pruner:
 
     def _moment_model(self, source: nn.Module, x: torch.Tensor, graph):
         """The moment model (``moment_model``) of ``graph``'s model: the analytic propagator,
-        moments on synthetic inputs made from ``source``, or (auto) the first with the second
-        behind residual additions."""
+        moments on synthetic inputs made from ``source``, the first mixed with moments on
+        inputs inverted from the class scores (``"inverted"``; ``"auto"`` on fully connected
+        classifiers, :func:`inverts_by_default`), or (``"auto"`` otherwise) the analytic model
+        with synthetic inputs behind residual additions."""
         if self.moment_model == "synthetic":
-            return self._synthetic(source, x, graph)
+            return self._synthetic(source, x, graph, "synthetic")
         analytic = analytic_moments(graph, x, self.input_prior, self.moment_method,
                                     seed=self.seed)
+        if self.moment_model == "inverted":
+            return PriorAndSampledMoments(analytic,
+                                          self._synthetic(source, x, graph, "inverted"))
+        if self.moment_model == "auto" and inverts_by_default(source, x):
+            sampled = self._synthetic(source, x, graph, "inverted", budget=True)
+            return analytic if sampled is None else PriorAndSampledMoments(analytic, sampled)
         if self.moment_model == "auto":
-            return AutoMoments(analytic, lambda: self._synthetic(source, x, graph, budget=True))
+            return AutoMoments(analytic, lambda: self._synthetic(source, x, graph, "synthetic",
+                                                                 budget=True))
         return analytic
 
-    def _synthetic(self, model: nn.Module, x: torch.Tensor, graph,
+    def _synthetic(self, model: nn.Module, x: torch.Tensor, graph, kind: str,
                    budget: bool = False) -> SampledMoments | None:
-        """Moments on BatchNorm-matched synthetic inputs (None when ``budget`` is asked and
-        their synthesis would cost more than ``synthesis_budget`` FLOPs, or the model has no
-        BatchNorm)."""
-        self.synthesis_ = {"inputs": self.synthetic_inputs, "steps": self.synthetic_steps}
+        """Moments on synthetic inputs of ``kind``: ``"synthetic"`` (matched to the BatchNorm
+        statistics) or ``"inverted"`` (from the class scores); None when ``budget`` is asked
+        and the synthesis would cost more than ``synthesis_budget`` FLOPs, or a BatchNorm
+        synthesis finds no BatchNorm."""
+        default_n, default_steps = SYNTHESIS_DEFAULTS[kind]
+        n = default_n if self.synthetic_inputs is None else self.synthetic_inputs
+        steps = default_steps if self.synthetic_steps is None else self.synthetic_steps
+        self.synthesis_ = {"kind": kind, "inputs": n, "steps": steps}
         if budget:
-            flops = synthesis_flops(model, x, self.synthetic_inputs, self.synthetic_steps)
+            flops = synthesis_flops(model, x, n, steps)
             self.synthesis_["flops"] = flops
-            has_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                           for m in model.modules())
-            if flops > self.synthesis_budget or not has_norm:
+            usable = kind == "inverted" or any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+            if flops > self.synthesis_budget or not usable:
                 self.synthesis_["used"] = False
                 return None
         start = self.input_prior.components()[0]  # not the mixture: measured, see input_prior
         self.synthesis_["start_prior"] = start.config()
-        inputs, rel = batchnorm_matched_inputs(model, x, start,
-                                               self.synthetic_inputs, self.synthetic_steps,
-                                               seed=self.seed)
-        self.synthesis_.update({"used": True, "relative_loss": rel})
-        return SampledMoments(graph, inputs, f"{self.synthetic_inputs} synthetic inputs "
+        t0 = time.perf_counter()
+        if kind == "inverted":
+            inputs, share = class_inverted_inputs(model, x, start, n, steps, seed=self.seed)
+            self.synthesis_.update({"used": True, "assigned_share": share,
+                                    "seconds": time.perf_counter() - t0})
+            return SampledMoments(graph, inputs, f"{n} inputs inverted from the class scores "
+                                  f"({100 * share:.0f}% assigned to their class)")
+        inputs, rel = batchnorm_matched_inputs(model, x, start, n, steps, seed=self.seed)
+        self.synthesis_.update({"used": True, "relative_loss": rel,
+                                "seconds": time.perf_counter() - t0})
+        return SampledMoments(graph, inputs, f"{n} synthetic inputs "
                               f"(BatchNorm statistics matched to {rel:.3g} of the initial "
                               "loss)")
 

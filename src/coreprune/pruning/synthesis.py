@@ -1,5 +1,5 @@
-"""Synthetic inputs that the model's BatchNorm statistics describe, and moments measured on
-them; no data is read.
+"""Synthetic inputs made from the model alone (matched to its BatchNorm statistics, or inverted
+from its class scores), and moments measured on them; no data is read.
 
 A trained BatchNorm stores the mean and variance of its input channels over the training data.
 Inputs optimised so that every BatchNorm of the model sees those statistics on them (ZeroQ, Cai
@@ -14,6 +14,13 @@ starts from the input prior and minimises, with Adam,
 those inputs through the model as it is being pruned and measures each group's channel moments
 where its consumers read them (every position counts as a sample). Models without BatchNorm get
 samples of the prior itself (the same moments as the analytic propagation, up to sampling).
+
+A classifier without BatchNorm stores no statistics of its inputs, but its class scores say
+which inputs it tells apart. :func:`class_inverted_inputs` starts from the input prior and
+minimises, with Adam, the cross-entropy of every input's scores against an assigned class
+(classes in turn), with a penalty that keeps the inputs at the prior's scale and, for images,
+a total-variation penalty that favours smooth images (model inversion: Mahendran and Vedaldi
+2015; Yin et al. 2020 without their BatchNorm term).
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..errors import InvalidArgumentError
 from ..reconstruction import Gaussian
 from .groups import NORMS, UnitGroup, _consumer_slices, _named_consumer_slices, layer_inputs
 from .propagation import InputPrior
 
-__all__ = ["batchnorm_matched_inputs", "SampledMoments", "AutoMoments", "synthesis_flops"]
+__all__ = ["batchnorm_matched_inputs", "class_inverted_inputs", "class_scores_width",
+           "SampledMoments", "PriorAndSampledMoments", "AutoMoments", "synthesis_flops"]
 
 
 def _prior_samples(prior: InputPrior, example_inputs: torch.Tensor, n: int,
@@ -87,6 +96,97 @@ def batchnorm_matched_inputs(model: nn.Module, example_inputs: torch.Tensor, pri
     return x.clone(), rel
 
 
+def class_scores_width(model: nn.Module, example_inputs: torch.Tensor) -> int | None:
+    """The number of classes when ``model`` maps a float input to class scores of shape
+    ``(batch, classes)`` with at least two classes; None otherwise (a token model, a dense
+    output, several outputs)."""
+    if not example_inputs.is_floating_point():
+        return None
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(example_inputs[:1])
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < 2 \
+            or not out.is_floating_point():
+        return None
+    return int(out.shape[1])
+
+
+def class_inverted_inputs(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrior,
+                          n: int = 2048, steps: int = 300, lr: float = 0.05,
+                          scale_penalty: float = 0.1, smoothness_penalty: float = 0.1,
+                          seed: int = 0) -> tuple[torch.Tensor, float]:
+    """``n`` inputs that a classifier assigns to its classes in turn (input ``i`` to class
+    ``i mod C``), made from the model alone; ``(inputs, share of them the model assigns to
+    their class)``.
+
+    Starts from ``n`` seeded samples of ``prior``'s first component (independent elements
+    ``N(mean, std^2)``) and minimises with Adam, for ``steps`` steps of rate ``lr``,
+
+        cross_entropy(model(x), y) + scale_penalty * mean(((x - mean) / std)^2)
+            + smoothness_penalty * (mean |x[..., i+1, :] - x[..., i, :]|
+                                    + mean |x[..., j+1] - x[..., j]|)
+
+    (the last term only for image inputs ``(C, H, W)``; elements of zero prior std are held
+    at the mean). The defaults were chosen on the two LeNet-300-100 configurations and
+    checked on six other MLPs (``benchmarks/studies/inverted_inputs.py``). The model is left
+    as it was; the last 8 results are remembered like :func:`batchnorm_matched_inputs`'s.
+
+    Raises:
+        InvalidArgumentError: the model's output is not class scores (``class_scores_width``).
+    """
+    classes = class_scores_width(model, example_inputs)
+    if classes is None:
+        raise InvalidArgumentError("moment_model='inverted' needs a classifier: a model that "
+                                   "maps float inputs to scores of shape (batch, classes)")
+    key = _fingerprint(model, "inverted", tuple(example_inputs.shape[1:]), prior.config(), n,
+                       steps, lr, scale_penalty, smoothness_penalty, seed)
+    if key in _MEMO:
+        _MEMO.move_to_end(key)
+        x, share = _MEMO[key]
+        return x.clone(), share
+    start = prior.components()[0]
+    x = _prior_samples(start, example_inputs, n, seed)
+    shape = tuple(example_inputs.shape[1:])
+    mean, std = (torch.as_tensor(a).reshape(shape).to(x) for a in start._moments(shape))
+    inv_std = torch.where(std > 0, 1.0 / std.clamp_min(1e-12), torch.zeros_like(std))
+    y = torch.arange(n, device=x.device) % classes
+    was = model.training
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    x = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    try:
+        for _ in range(steps):
+            loss = nn.functional.cross_entropy(model(x), y) + \
+                scale_penalty * ((x - mean) * inv_std).square().mean()
+            if len(shape) == 3 and smoothness_penalty > 0:
+                loss = loss + smoothness_penalty * (
+                    (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
+                    + (x[..., 1:] - x[..., :-1]).abs().mean())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():  # elements the prior fixes stay fixed
+                x.copy_(torch.where(std > 0, x, mean))
+        with torch.no_grad():
+            share = float((model(x).argmax(1) == y).double().mean())
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.train(was)
+    x = x.detach()
+    _MEMO[key] = (x, share)
+    while len(_MEMO) > 8:
+        _MEMO.popitem(last=False)
+    return x.clone(), share
+
+
 def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrior, n: int,
                 steps: int, lr: float, seed: int) -> tuple[torch.Tensor, float]:
     x = _prior_samples(prior, example_inputs, n, seed)
@@ -133,10 +233,11 @@ def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrio
     return x.detach(), (last / first if first > 0 else 0.0)
 
 
-def _channel_moments(x: torch.Tensor, cols: np.ndarray, n: int) -> Gaussian:
+def _channel_moments(x: torch.Tensor, cols: np.ndarray, n: int) -> Gaussian | None:
     """The moments of ``n`` units in a consumer's input ``x`` (columns ``cols``, (n, c)): a
     map's channels (every position a sample), or a flat input's features (a flattened map's
-    positions as samples)."""
+    positions as samples); None where they are not finite (weights so large that the synthetic
+    inputs overflow)."""
     a = x.double().cpu()
     if a.dim() == 4:
         a = a[:, torch.as_tensor(cols[:, 0])].permute(0, 2, 3, 1).reshape(-1, n)
@@ -146,8 +247,12 @@ def _channel_moments(x: torch.Tensor, cols: np.ndarray, n: int) -> Gaussian:
         a = a.reshape(a.shape[0], -1)[:, torch.as_tensor(cols.reshape(-1))]
         a = a.reshape(a.shape[0], n, -1).permute(0, 2, 1).reshape(-1, n)
     h = a.numpy()
-    mean = h.mean(0)
-    return Gaussian(mean, (h - mean).T @ (h - mean) / h.shape[0])
+    with np.errstate(all="ignore"):
+        mean = h.mean(0)
+        cov = (h - mean).T @ (h - mean) / h.shape[0]
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        return None
+    return Gaussian(mean, cov)
 
 
 class SampledMoments:
@@ -163,15 +268,18 @@ class SampledMoments:
             return None, "channels coupled through a residual addition"
         consumer, cols = next(iter(_consumer_slices(self.graph, g)))
         seen = layer_inputs(self.graph.model, self.inputs, [consumer], stop=True)
-        return _channel_moments(seen[id(consumer)], cols, g.n_units), self.note
+        h = _channel_moments(seen[id(consumer)], cols, g.n_units)
+        return (h, self.note) if h is not None else (None, f"{self.note} are not finite")
 
     def consumer_moments(self, g: UnitGroup) -> dict[str, Gaussian]:
-        """The units' moments as each consumer reads them (consumer name -> moments): for
-        channels coupled across residual additions every consumer reads another state."""
+        """The units' moments as each consumer reads them (consumer name -> moments; empty
+        where any of them is not finite): for channels coupled across residual additions
+        every consumer reads another state."""
         slices = list(_named_consumer_slices(self.graph, g))
         seen = layer_inputs(self.graph.model, self.inputs, [m for _, m, _ in slices], stop=True)
-        return {name: _channel_moments(seen[id(m)], cols, g.n_units)
-                for name, m, cols in slices if id(m) in seen}
+        measured = {name: _channel_moments(seen[id(m)], cols, g.n_units)
+                    for name, m, cols in slices if id(m) in seen}
+        return {} if any(h is None for h in measured.values()) else measured
 
     def prior_preactivation(self, g: UnitGroup) -> None:
         """Not given (the guard that reads it concerns the analytic model's prior)."""
@@ -187,6 +295,34 @@ def synthesis_flops(model: nn.Module, example_inputs: torch.Tensor, n: int, step
     from ..metrics import count_flops
 
     return 3.0 * count_flops(model, example_inputs[:1]) * n * steps
+
+
+class PriorAndSampledMoments:
+    """The equal mixture of two moment models: the analytic model's moments under the input
+    prior and moments measured on synthetic inputs (:class:`SampledMoments`), per group
+    (:meth:`~coreprune.reconstruction.Gaussian.mixture`: a fold fitted to them minimises the
+    error averaged over the two); where one of them has no moments, the other's alone. The
+    guard on the first layer reads the prior's pre-activations."""
+
+    def __init__(self, analytic, sampled: SampledMoments) -> None:
+        self.analytic, self.sampled = analytic, sampled
+
+    def unit_moments(self, g: UnitGroup, gi: int) -> tuple[Gaussian | None, str]:
+        a, why_a = self.analytic.unit_moments(g, gi)
+        s, why_s = self.sampled.unit_moments(g, gi)
+        if a is None or s is None:
+            return (s, why_s) if a is None else (a, why_a)
+        return Gaussian.mixture([a, s]), f"{why_a or 'the input prior'}, mixed with {why_s}"
+
+    def prior_preactivation(self, g: UnitGroup) -> Gaussian | None:
+        return self.analytic.prior_preactivation(g)
+
+    def consumer_moments(self, g: UnitGroup) -> dict[str, Gaussian]:
+        """Per-consumer moments on the synthetic inputs."""
+        return self.sampled.consumer_moments(g)
+
+    def pruned(self, g: UnitGroup, keep: np.ndarray) -> None:
+        self.analytic.pruned(g, keep)
 
 
 class AutoMoments:
