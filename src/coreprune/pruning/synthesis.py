@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -74,6 +76,57 @@ def _fingerprint(model: nn.Module, *settings: object) -> bytes:
     return h.digest()
 
 
+def _remembered(key: bytes, make: Callable[[], tuple[torch.Tensor, float]]
+                ) -> tuple[torch.Tensor, float]:
+    """``make()``, or its result remembered under ``key`` (the last 8 results)."""
+    if key not in _MEMO:
+        _MEMO[key] = make()
+        while len(_MEMO) > 8:
+            _MEMO.popitem(last=False)
+    _MEMO.move_to_end(key)
+    x, value = _MEMO[key]
+    return x.clone(), value
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode with the gradients of its parameters off; both restored after."""
+    was = model.training
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.train(was)
+
+
+def _adam_on_inputs(x: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor],
+                    steps: int, lr: float,
+                    project: Callable[[torch.Tensor], None] | None = None
+                    ) -> tuple[torch.Tensor, float, float]:
+    """``x`` after ``steps`` Adam steps of rate ``lr`` on ``loss_of(x)`` (``project(x)``, in
+    place and without gradients, after each): ``(x, first loss, last loss)``."""
+    x = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    first = last = 0.0
+    for step in range(steps):
+        loss = loss_of(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if project is not None:
+            with torch.no_grad():
+                project(x)
+        last = float(loss.detach())
+        if step == 0:
+            first = last
+    return x.detach(), first, last
+
+
 def batchnorm_matched_inputs(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrior,
                              n: int = 128, steps: int = 200, lr: float = 0.1,
                              seed: int = 0) -> tuple[torch.Tensor, float]:
@@ -85,15 +138,8 @@ def batchnorm_matched_inputs(model: nn.Module, example_inputs: torch.Tensor, pri
     model at several levels synthesises once."""
     key = _fingerprint(model, tuple(example_inputs.shape[1:]), prior.config(), n, steps, lr,
                        seed)
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        x, rel = _MEMO[key]
-        return x.clone(), rel
-    x, rel = _synthesise(model, example_inputs, prior, n, steps, lr, seed)
-    _MEMO[key] = (x, rel)
-    while len(_MEMO) > 8:
-        _MEMO.popitem(last=False)
-    return x.clone(), rel
+    return _remembered(key, lambda: _synthesise(model, example_inputs, prior, n, steps, lr,
+                                                seed))
 
 
 def class_scores_width(model: nn.Module, example_inputs: torch.Tensor) -> int | None:
@@ -102,13 +148,8 @@ def class_scores_width(model: nn.Module, example_inputs: torch.Tensor) -> int | 
     output, several outputs)."""
     if not example_inputs.is_floating_point():
         return None
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(example_inputs[:1])
-    finally:
-        model.train(was)
+    with _frozen(model), torch.no_grad():
+        out = model(example_inputs[:1])
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < 2 \
             or not out.is_floating_point():
         return None
@@ -144,47 +185,36 @@ def class_inverted_inputs(model: nn.Module, example_inputs: torch.Tensor, prior:
                                    "maps float inputs to scores of shape (batch, classes)")
     key = _fingerprint(model, "inverted", tuple(example_inputs.shape[1:]), prior.config(), n,
                        steps, lr, scale_penalty, smoothness_penalty, seed)
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        x, share = _MEMO[key]
-        return x.clone(), share
-    start = prior.components()[0]
+    return _remembered(key, lambda: _invert(model, example_inputs, prior.components()[0],
+                                            classes, n, steps, lr, scale_penalty,
+                                            smoothness_penalty, seed))
+
+
+def _invert(model: nn.Module, example_inputs: torch.Tensor, start: InputPrior, classes: int,
+            n: int, steps: int, lr: float, scale_penalty: float, smoothness_penalty: float,
+            seed: int) -> tuple[torch.Tensor, float]:
     x = _prior_samples(start, example_inputs, n, seed)
     shape = tuple(example_inputs.shape[1:])
     mean, std = (torch.as_tensor(a).reshape(shape).to(x) for a in start._moments(shape))
     inv_std = torch.where(std > 0, 1.0 / std.clamp_min(1e-12), torch.zeros_like(std))
     y = torch.arange(n, device=x.device) % classes
-    was = model.training
-    model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    x = x.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    try:
-        for _ in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y) + \
-                scale_penalty * ((x - mean) * inv_std).square().mean()
-            if len(shape) == 3 and smoothness_penalty > 0:
-                loss = loss + smoothness_penalty * (
-                    (x[..., 1:, :] - x[..., :-1, :]).abs().mean()
-                    + (x[..., 1:] - x[..., :-1]).abs().mean())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():  # elements the prior fixes stay fixed
-                x.copy_(torch.where(std > 0, x, mean))
+
+    def loss_of(z: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(model(z), y) + \
+            scale_penalty * ((z - mean) * inv_std).square().mean()
+        if len(shape) == 3 and smoothness_penalty > 0:
+            loss = loss + smoothness_penalty * ((z[..., 1:, :] - z[..., :-1, :]).abs().mean()
+                                                + (z[..., 1:] - z[..., :-1]).abs().mean())
+        return loss
+
+    def hold_fixed_elements(z: torch.Tensor) -> None:
+        z.copy_(torch.where(std > 0, z, mean))
+
+    with _frozen(model):
+        x, _, _ = _adam_on_inputs(x, loss_of, steps, lr, hold_fixed_elements)
         with torch.no_grad():
             share = float((model(x).argmax(1) == y).double().mean())
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-        model.train(was)
-    x = x.detach()
-    _MEMO[key] = (x, share)
-    while len(_MEMO) > 8:
-        _MEMO.popitem(last=False)
-    return x.clone(), share
+    return x, share
 
 
 def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrior, n: int,
@@ -198,39 +228,26 @@ def _synthesise(model: nn.Module, example_inputs: torch.Tensor, prior: InputPrio
     def record(mod: nn.Module, args: tuple, out: torch.Tensor) -> None:
         seen.append((mod, args[0]))
 
+    def loss_of(z: torch.Tensor) -> torch.Tensor:
+        seen.clear()
+        model(z)
+        loss = z.new_zeros(())
+        for m, a in seen:
+            dims = [0] + list(range(2, a.dim()))
+            mean = a.mean(dims, keepdim=True)  # two passes: 4x faster than Tensor.var
+            std = ((a - mean).square().mean(dims) + m.eps).sqrt()
+            loss = loss + (mean.reshape(-1) - m.running_mean).pow(2).sum() + \
+                (std - (m.running_var + m.eps).sqrt()).pow(2).sum()
+        return loss
+
     hooks = [m.register_forward_hook(record) for m in norms]
-    was = model.training
-    model.eval()
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    x = x.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    first = last = 0.0
     try:
-        for step in range(steps):
-            seen.clear()
-            model(x)
-            loss = x.new_zeros(())
-            for m, a in seen:
-                dims = [0] + list(range(2, a.dim()))
-                mean = a.mean(dims, keepdim=True)  # two passes: 4x faster than Tensor.var
-                std = ((a - mean).square().mean(dims) + m.eps).sqrt()
-                loss = loss + (mean.reshape(-1) - m.running_mean).pow(2).sum() + \
-                    (std - (m.running_var + m.eps).sqrt()).pow(2).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            last = float(loss.detach())
-            if step == 0:
-                first = last
+        with _frozen(model):
+            x, first, last = _adam_on_inputs(x, loss_of, steps, lr)
     finally:
         for h in hooks:
             h.remove()
-        for p in params:
-            p.requires_grad_(True)
-        model.train(was)
-    return x.detach(), (last / first if first > 0 else 0.0)
+    return x, (last / first if first > 0 else 0.0)
 
 
 def _channel_moments(x: torch.Tensor, cols: np.ndarray, n: int) -> Gaussian | None:
