@@ -499,8 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moment-model", choices=MOMENT_MODELS,
                    help="the moment model of the reconstruction (default auto: analytic where it "
                         "follows the network, inputs matched to the BatchNorm statistics behind "
-                        "residual additions; inverted: inputs inverted from a classifier's "
-                        "scores)")
+                        "residual additions, or for fully connected classifiers inverted: the "
+                        "prior mixed with inputs inverted from the model's class scores)")
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
                         "ReLU, leaky ReLU and GELU, Monte Carlo otherwise)")

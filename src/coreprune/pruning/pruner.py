@@ -294,10 +294,13 @@ class Pruner:
             :mod:`~coreprune.pruning.propagation`), ``"synthetic"`` (moments measured on
             ``synthetic_inputs`` inputs optimised for ``synthetic_steps`` Adam steps to match
             the model's BatchNorm statistics, :mod:`~coreprune.pruning.synthesis`),
-            ``"inverted"`` (moments measured on ``synthetic_inputs`` inputs that a classifier
-            assigns to its classes in turn, optimised for ``synthetic_steps`` Adam steps from
-            the prior: :func:`~coreprune.pruning.synthesis.class_inverted_inputs`; for
-            classifiers without BatchNorm, docs/method.md §4), or ``"auto"`` (default): the
+            ``"inverted"`` (the analytic moments mixed equally with moments measured on
+            ``synthetic_inputs`` inputs that a classifier assigns to its classes in turn,
+            optimised for ``synthetic_steps`` Adam steps from the prior:
+            :func:`~coreprune.pruning.synthesis.class_inverted_inputs`; for classifiers
+            without BatchNorm, docs/method.md §4), or ``"auto"`` (default): for a fully
+            connected classifier without normalisation layers (:func:`inverts_by_default`)
+            ``"inverted"`` when its synthesis costs at most ``synthesis_budget`` FLOPs, else the
             analytic model wherever it follows the network, synthetic inputs for the groups
             where it would use its local prior (after residual additions), if the model has
             BatchNorm and the synthesis costs at most ``synthesis_budget`` FLOPs
