@@ -1,6 +1,7 @@
 """Where the studies write (``benchmarks/results/studies/NAME.{json,log}``), the table of
-accuracies after pruning one model with several settings that two of them print, and the
-tables of a library rule replaced by its alternatives that two others print."""
+accuracies after pruning one model with several settings that two of them print, the tables of
+a library rule replaced by its alternatives that two others print, and the ReLU MLP that the
+studies pruning on plain arrays evaluate."""
 
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ def config_models(name: str, test_images: int | None = None
         te = te.subset(test_images, seed=0)
     for seed in cfg.train_seeds or [None]:
         yield cfg, seed, trained_model(cfg, tr, print, seed), te
+
+
+def relu_mlp(weights: list[Any], biases: list[Any]) -> nn.Sequential:
+    """``Flatten`` then ``Linear`` layers with these (out, in) weights and biases (arrays),
+    a ReLU between each two."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        lin = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(w))
+            lin.bias.copy_(torch.as_tensor(b))
+        layers += [lin] + ([nn.ReLU()] if i < len(weights) - 1 else [])
+    return nn.Sequential(*layers)
 
 
 def uncapped_error_allocation() -> None:

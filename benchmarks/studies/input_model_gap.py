@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _outputs import write_study
+from _outputs import relu_mlp, write_study
 
 from coreprune.bench import load_bench_data, load_config, trained_model
 from coreprune.importance import CoresetImportance, UnitSet
@@ -78,14 +78,7 @@ def _prune(model, te, x_train, keep_ratio, inputs: str, selection: str = "greedy
                 states[kind] = moments[kind].take(keep)
         if "next" in h_in:
             h_in["empirical"] = h_in.pop("next")[:, keep]
-    small = torch.nn.Sequential(torch.nn.Flatten(), *[
-        m for i in range(3) for m in ([torch.nn.Linear(w[i].shape[1], w[i].shape[0])]
-                                      + ([torch.nn.ReLU()] if i < 2 else []))])
-    with torch.no_grad():
-        for i, lin in enumerate(_linears(small)):
-            lin.weight.copy_(torch.as_tensor(w[i]))
-            lin.bias.copy_(torch.as_tensor(b[i]))
-    return evaluate(small, te)
+    return evaluate(relu_mlp(w, b), te)
 
 
 def main() -> int:

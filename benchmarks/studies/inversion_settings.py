@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import torch
-from _outputs import config_models, write_study
+from _outputs import config_models, relu_mlp, write_study
 
 from coreprune.errors import CorepruneWarning
 from coreprune.pruning.propagation import InputPrior
@@ -63,14 +63,7 @@ def _prune(model: torch.nn.Module, test, keep_ratio: float, priors: list[Gaussia
             priors = [o.take(keep) for o in outs]
         if samples is not None:
             samples = h[:, keep]
-    small = torch.nn.Sequential(torch.nn.Flatten(), *[
-        m for i in range(3) for m in ([torch.nn.Linear(w[i].shape[1], w[i].shape[0])]
-                                      + ([torch.nn.ReLU()] if i < 2 else []))])
-    with torch.no_grad():
-        for i, lin in enumerate(m for m in small if isinstance(m, torch.nn.Linear)):
-            lin.weight.copy_(torch.as_tensor(w[i]))
-            lin.bias.copy_(torch.as_tensor(b[i]))
-    return evaluate(small, test)
+    return evaluate(relu_mlp(w, b), test)
 
 
 def _settings(model: torch.nn.Module, x: torch.Tensor):
