@@ -68,6 +68,20 @@ def test_compensate_flag_is_recorded(trained, flags, name):
     assert json.loads(out.read_text())["settings"]["compensate"] == name
 
 
+def test_distill_steps_flag_is_recorded_and_checked(trained, capsys):
+    d, ckpt = trained
+    out = d / "distilled.json"
+    assert main(["prune", str(ckpt), "--ratio", "0.8", "--distill-steps", "30",
+                 "--finetune-epochs", "0", "--json", str(out)]) == 0
+    info = json.loads(out.read_text())["settings"]["distillation"]
+    assert info["steps"] == 30 and info["batch_size"] == 256
+    assert main(["prune", str(ckpt), "--distill-steps", "-1"]) == 2
+    assert "--distill-steps must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["prune", str(ckpt), "--method", "tp-magnitude", "--distill-steps", "5",
+                 "--finetune-epochs", "0"]) == 2
+    assert "not to the Torch-Pruning peer" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_asked_without_cuda(trained, capsys):
     _, ckpt = trained

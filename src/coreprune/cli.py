@@ -201,6 +201,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
                "compensate": args.compensate, **_prior(args), **_options(args.option),
                "min_keep_fraction": _fraction_flag(args.min_keep_fraction,
                                                    "--min-keep-fraction")}
+    if args.distill_steps < 0:
+        raise InvalidArgumentError(f"--distill-steps must be >= 0, got {args.distill_steps}")
+    if args.distill_steps:
+        options["distill_steps"] = args.distill_steps
     if args.finetune_epochs is not None and args.finetune_epochs < 0:
         raise InvalidArgumentError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     model, meta = io.load_model_file(args.checkpoint, args.model,
@@ -504,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moment-method", choices=("auto", "closed", "quadrature", "montecarlo"),
                    help="how activation moments are computed (default auto: closed form for "
                         "ReLU, leaky ReLU and GELU, Monte Carlo otherwise)")
+    p.add_argument("--distill-steps", type=int, default=0, metavar="N",
+                   help="after the folds, train the pruned classifier for N Adam steps to "
+                        "reproduce the unpruned model's class scores on inputs inverted from "
+                        "them and samples of the input prior (no data read; default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--dataset", choices=DATASETS, help="evaluate (and fine-tune) on this "
                    "dataset; default: the one a coreprune checkpoint names, else none")

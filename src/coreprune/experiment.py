@@ -39,6 +39,9 @@ def _peer_prune(model: nn.Module, method: str, target: dict[str, Any], seed: int
     if structure_options.pop("compensate", None) not in (None, False, "none"):
         raise InvalidArgumentError(f"compensate applies to coreprune's own methods, not to the "
                                    f"Torch-Pruning peer {method!r}")
+    if structure_options.pop("distill_steps", 0):
+        raise InvalidArgumentError(f"distill_steps applies to coreprune's own methods, not to "
+                                   f"the Torch-Pruning peer {method!r}")
     structure = Pruner("l1", seed=seed, **target, **structure_options)
     structure.fit(model, example_inputs)
     calibration = None
@@ -143,7 +146,7 @@ def _report_stats(pruner: Pruner) -> dict[str, Any]:
 
 # what a record keeps of the pruner's target and of each layer's report
 _SETTINGS = ("units", "fold", "prune_coupled", "allocation", "compensate", "compensation",
-             "input_prior", "moment_model", "moment_method", "synthesis")
+             "input_prior", "moment_model", "moment_method", "synthesis", "distillation")
 _LAYER_INFO = ("compensation", "predicted_error", "predicted_error_drop", "fold_growth", "guard",
                "variance_share", "guard_offset_dropped",
                "moment_model", "merged", "skipped", "fallback")

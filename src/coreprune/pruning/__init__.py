@@ -1,8 +1,9 @@
 """Model surgery: map modules to point sets (:mod:`.groups`), attention heads
-(:mod:`.heads`), budgets (:mod:`.budget`) and the :class:`Pruner` that applies an importance
-method (:mod:`.pruner`)."""
+(:mod:`.heads`), budgets (:mod:`.budget`), the :class:`Pruner` that applies an importance
+method (:mod:`.pruner`) and the opt-in data-free distillation after it (:mod:`.distillation`)."""
 
 from .budget import CostModel, build_cost_model, keep_counts_from_ratios, uniform_keep_counts
+from .distillation import distill_on_synthetic_inputs
 from .groups import UnitGroup, apply_selection, build_graph, find_unit_groups, unit_set
 from .heads import HEAD_METHODS, AttentionLayer, find_attention_layers
 from .pruner import (
@@ -28,6 +29,7 @@ __all__ = [
     "build_graph",
     "check_model",
     "default_example_inputs",
+    "distill_on_synthetic_inputs",
     "find_attention_layers",
     "find_unit_groups",
     "keep_counts_from_ratios",
