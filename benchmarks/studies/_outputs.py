@@ -1,7 +1,7 @@
 """Where the studies write (``benchmarks/results/studies/NAME.{json,log}``), the table of
 accuracies after pruning one model with several settings that two of them print, the tables of
 a library rule replaced by its alternatives that two others print, and the ReLU MLP that the
-studies pruning on plain arrays evaluate."""
+studies pruning on plain arrays build and prune (greedy + least squares)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,6 +24,13 @@ from coreprune.errors import CorepruneWarning
 from coreprune.experiment import prune_model
 from coreprune.io import atomic_write_bytes
 from coreprune.metrics import count_params
+from coreprune.reconstruction import (
+    Gaussian,
+    activation_moments,
+    greedy_selection,
+    least_squares_fold,
+    output_gram,
+)
 from coreprune.train import evaluate, train
 
 BENCHMARKS = Path(__file__).resolve().parents[1]
@@ -56,6 +64,46 @@ def relu_mlp(weights: list[Any], biases: list[Any]) -> nn.Sequential:
             lin.bias.copy_(torch.as_tensor(b))
         layers += [lin] + ([nn.ReLU()] if i < len(weights) - 1 else [])
     return nn.Sequential(*layers)
+
+
+def prune_relu_mlp(model: nn.Module, test: Split, keep_ratio: float, priors: list[Gaussian],
+                   samples: np.ndarray | None, rescale: bool = False) -> float:
+    """Test accuracy of a 784-h1-h2-10 ReLU MLP after greedy selection and the least-squares
+    fold (no guard) on both hidden layers, keeping ``keep_ratio`` of each: the moments the
+    equal mixture of those propagated from ``priors`` (a mixture itself) and those measured on
+    ``samples`` (flattened inputs), whichever are given. ``rescale``: then give each folded
+    hidden pre-activation of the next layer the variance it had before the fold under the same
+    moments, its mean kept (REPAIR-style; not on the class scores)."""
+    lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    w = [m.weight.detach().double().numpy().copy() for m in lins]
+    b = [m.bias.detach().double().numpy().copy() for m in lins]
+    for layer in range(2):
+        parts = []
+        if priors:
+            outs = [activation_moments(p.affine(w[layer], b[layer]), "relu") for p in priors]
+            parts.append(Gaussian.mixture(outs))
+        if samples is not None:
+            h = np.maximum(samples @ w[layer].T + b[layer], 0.0)
+            parts.append(Gaussian(h.mean(0), np.cov(h.T, bias=True)))
+        moments = Gaussian.mixture(parts)
+        k = max(1, round(w[layer].shape[0] * keep_ratio))
+        v = w[layer + 1]
+        keep = greedy_selection(k, output_gram(v.T), moments.cov).indices
+        fold = least_squares_fold(moments, None, moments.take(keep), keep)
+        w[layer + 1], b[layer + 1] = v @ fold.mixing, b[layer + 1] + v @ fold.offset
+        if rescale and layer + 1 < len(w) - 1:
+            kept = moments.take(keep)
+            before = np.einsum("ij,jk,ik->i", v, moments.cov, v)
+            after = np.einsum("ij,jk,ik->i", w[layer + 1], kept.cov, w[layer + 1])
+            mean = w[layer + 1] @ kept.mean + b[layer + 1]
+            w[layer + 1] = w[layer + 1] * np.sqrt(before / np.maximum(after, 1e-12))[:, None]
+            b[layer + 1] = mean - w[layer + 1] @ kept.mean
+        w[layer], b[layer] = w[layer][keep], b[layer][keep]
+        if priors:
+            priors = [o.take(keep) for o in outs]
+        if samples is not None:
+            samples = h[:, keep]
+    return evaluate(relu_mlp(w, b), test)
 
 
 def uncapped_error_allocation() -> None:

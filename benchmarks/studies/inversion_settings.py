@@ -19,51 +19,14 @@ import warnings
 
 import numpy as np
 import torch
-from _outputs import config_models, relu_mlp, write_study
+from _outputs import config_models, prune_relu_mlp, write_study
 
 from coreprune.errors import CorepruneWarning
 from coreprune.pruning.propagation import InputPrior
 from coreprune.pruning.synthesis import class_inverted_inputs
-from coreprune.reconstruction import (
-    Gaussian,
-    activation_moments,
-    greedy_selection,
-    least_squares_fold,
-    output_gram,
-)
-from coreprune.train import evaluate
+from coreprune.reconstruction import Gaussian
 
 KEEP = (0.5, 0.4, 0.3, 0.2, 0.1)  # 50-90% of each hidden layer removed
-
-
-def _prune(model: torch.nn.Module, test, keep_ratio: float, priors: list[Gaussian],
-           samples: np.ndarray | None) -> float:
-    """Prune both hidden layers of a 784-h1-h2-10 ReLU MLP keeping ``keep_ratio`` of each: the
-    moments the equal mixture of those propagated from ``priors`` (a mixture itself) and those
-    measured on ``samples`` (flattened inputs), whichever are given."""
-    lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    w = [m.weight.detach().double().numpy().copy() for m in lins]
-    b = [m.bias.detach().double().numpy().copy() for m in lins]
-    for layer in range(2):
-        parts = []
-        if priors:
-            outs = [activation_moments(p.affine(w[layer], b[layer]), "relu") for p in priors]
-            parts.append(Gaussian.mixture(outs))
-        if samples is not None:
-            h = np.maximum(samples @ w[layer].T + b[layer], 0.0)
-            parts.append(Gaussian(h.mean(0), np.cov(h.T, bias=True)))
-        moments = Gaussian.mixture(parts)
-        k = max(1, round(w[layer].shape[0] * keep_ratio))
-        v = w[layer + 1]
-        keep = greedy_selection(k, output_gram(v.T), moments.cov).indices
-        fold = least_squares_fold(moments, None, moments.take(keep), keep)
-        w[layer + 1], b[layer + 1] = v @ fold.mixing, b[layer + 1] + v @ fold.offset
-        w[layer], b[layer] = w[layer][keep], b[layer][keep]
-        if priors:
-            priors = [o.take(keep) for o in outs]
-        if samples is not None:
-            samples = h[:, keep]
-    return evaluate(relu_mlp(w, b), test)
 
 
 def _settings(model: torch.nn.Module, x: torch.Tensor):
@@ -109,7 +72,7 @@ def main() -> int:
             x = test.x[:2]
             for label, priors, samples in _settings(model.eval(), x):
                 rows.setdefault(label, []).append(
-                    [_prune(model, test, k, list(priors), samples) for k in KEEP])
+                    [prune_relu_mlp(model, test, k, list(priors), samples) for k in KEEP])
         result[name] = rows
         lines += [f"## {name}", "", "| input model | " + " | ".join(
             f"{100 * (1 - k):.0f}%" for k in KEEP) + " |", "|---" * (len(KEEP) + 1) + "|"]
