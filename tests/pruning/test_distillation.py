@@ -27,7 +27,7 @@ def _divergence(student: nn.Module, teacher: nn.Module, z: torch.Tensor) -> floa
                                           reduction="batchmean", log_target=True))
 
 
-def test_a_student_equal_to_its_teacher_is_left_unchanged():
+def test_a_student_equal_to_its_teacher_keeps_its_scores_and_nothing_removed_is_not_trained():
     teacher = _classifier()
     student = copy.deepcopy(teacher)
     inputs, _ = class_inverted_inputs(teacher, torch.randn(2, 12), InputPrior(), n=64, steps=10)

@@ -341,8 +341,10 @@ class Pruner:
             from those scores, ``synthetic_inputs`` of them made in ``synthetic_steps`` steps,
             and fresh samples of the input prior; no data read;
             :mod:`~coreprune.pruning.distillation`, docs/method.md §4). ``0`` (default): the
-            pruned model is the folds' alone, no training. Classifiers only. On the MLPs
-            measured, 2,000 steps cost seconds to a minute on 2 CPU cores.
+            pruned model is the folds' alone, no training. Classifiers only. On the eight MLP
+            configs measured, 500 steps won 16 of 27 cells (LeNet-300-100 at 90% of units:
+            78.47 against 70.87) and lost 9, by up to 0.86 point; a prune with them took 1.5 to
+            8.4 s on 2 CPU cores, with 2,000 steps 5.6 to 27.6 s.
         **options: passed to the method (e.g. ``projection=16``, ``selection="sample"``).
 
     Layers whose output width coreprune leaves whole although they feed other layers (channels
