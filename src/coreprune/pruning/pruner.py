@@ -475,12 +475,11 @@ class Pruner:
         self.__dict__.pop("synthesis_", None)
         x = default_example_inputs(model) if example_inputs is None else example_inputs
         stage = ["tracing the model"]
-        with _public_boundary(model, stage):
+        with _public_boundary(model, stage), contextlib.ExitStack() as fixed, _one_blas_thread():
             if self.distill_steps and class_scores_width(model, x) is None:
                 raise InvalidArgumentError(
                     "distill_steps needs a classifier: a model that maps float inputs to scores "
                     "of shape (batch, classes); pass distill_steps=0 (the default) for this model")
-        with _public_boundary(model, stage), contextlib.ExitStack() as fixed, _one_blas_thread():
             return (self._fit_heads if self.units == "heads" else self._fit)(model, x, stage,
                                                                              fixed)
 
@@ -594,12 +593,13 @@ class Pruner:
         ``pruned`` is first distilled from ``model`` (:meth:`_distill`), unless nothing was
         removed (then it is ``model``'s copy, unchanged)."""
         x = self.example_inputs_
-        if self.distill_steps and count_params(pruned) < count_params(model):
+        params_before, params_after = count_params(model), count_params(pruned)
+        if self.distill_steps and params_after < params_before:
             settings = {**settings, "distillation": self._distill(model, pruned)}
         self.report_ = PruneReport(
             method=self.method.config(), seed=self.seed,
             target={self.target_kind: self.target_value, **settings},
-            params_before=count_params(model), params_after=count_params(pruned),
+            params_before=params_before, params_after=params_after,
             flops_before=count_flops(model, x) if flops_before is None else flops_before,
             flops_after=count_flops(pruned, x),
             seconds=sum(self.seconds_) + time.perf_counter() - t0, layers=layers,
@@ -612,19 +612,31 @@ class Pruner:
         scores on inputs inverted from them and samples of the prior
         (:func:`~coreprune.pruning.distillation.distill_on_synthetic_inputs`); the inversion is
         the one ``moment_model="inverted"`` reads (remembered when it ran)."""
-        default_n, default_steps = SYNTHESIS_DEFAULTS["inverted"]
-        n = default_n if self.synthetic_inputs is None else self.synthetic_inputs
-        steps = default_steps if self.synthetic_steps is None else self.synthetic_steps
-        start = self.input_prior.components()[0]
+        _, steps = self._synthesis_size("inverted")
         t0 = time.perf_counter()
-        inputs, share = class_inverted_inputs(model, self.example_inputs_, start, n, steps,
-                                              seed=self.seed)
+        inputs, share = self._inverted_inputs(model, self.example_inputs_)
         inverted = time.perf_counter() - t0
         result = distill_on_synthetic_inputs(pruned, model, inputs, self.input_prior,
                                              self.distill_steps, seed=self.seed,
                                              **DISTILLATION_DEFAULTS)
         return {**result.to_dict(), "inversion_steps": steps, "assigned_share": share,
                 "inversion_seconds": inverted}
+
+    def _synthesis_size(self, kind: str) -> tuple[int, int]:
+        """``(inputs, Adam steps)`` of a synthesis of ``kind``: ``synthetic_inputs`` and
+        ``synthetic_steps``, or :data:`SYNTHESIS_DEFAULTS` where they are None."""
+        default_n, default_steps = SYNTHESIS_DEFAULTS[kind]
+        return (default_n if self.synthetic_inputs is None else self.synthetic_inputs,
+                default_steps if self.synthetic_steps is None else self.synthetic_steps)
+
+    def _inverted_inputs(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """:func:`~coreprune.pruning.synthesis.class_inverted_inputs` of ``model`` at this
+        pruner's size and seed, started from the prior's first component (not the mixture:
+        measured, see ``input_prior``); remembered, so the moment model and the distillation
+        make it once."""
+        n, steps = self._synthesis_size("inverted")
+        return class_inverted_inputs(model, x, self.input_prior.components()[0], n, steps,
+                                     seed=self.seed)
 
     def _fit(self, model: nn.Module, x: torch.Tensor, stage: list[str],
              fixed: contextlib.ExitStack) -> _Traced:
@@ -772,9 +784,7 @@ class Pruner:
         statistics) or ``"inverted"`` (from the class scores); None when ``budget`` is asked
         and the synthesis would cost more than ``synthesis_budget`` FLOPs, or a BatchNorm
         synthesis finds no BatchNorm."""
-        default_n, default_steps = SYNTHESIS_DEFAULTS[kind]
-        n = default_n if self.synthetic_inputs is None else self.synthetic_inputs
-        steps = default_steps if self.synthetic_steps is None else self.synthetic_steps
+        n, steps = self._synthesis_size(kind)
         self.synthesis_ = {"kind": kind, "inputs": n, "steps": steps}
         if budget:
             flops = synthesis_flops(model, x, n, steps)
@@ -788,7 +798,7 @@ class Pruner:
         self.synthesis_["start_prior"] = start.config()
         t0 = time.perf_counter()
         if kind == "inverted":
-            inputs, share = class_inverted_inputs(model, x, start, n, steps, seed=self.seed)
+            inputs, share = self._inverted_inputs(model, x)
             self.synthesis_.update({"used": True, "assigned_share": share,
                                     "seconds": time.perf_counter() - t0})
             return SampledMoments(graph, inputs, f"{n} inputs inverted from the class scores "
